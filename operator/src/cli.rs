@@ -1,0 +1,63 @@
+//! Command line: `run` the controller, print the `crd`s, `attach` to a session.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// shellcar: declarative, audited, self-expiring debug shells beside Kubernetes workloads.
+#[derive(Debug, Parser)]
+#[command(name = "shellcar", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller, with the kubeconfig from KUBECONFIG, ~/.kube/config or the pod.
+    Run(RunArgs),
+    /// Print every CustomResourceDefinition as YAML.
+    Crd,
+    /// Wait until a DebugSession is Ready, then attach a terminal to its debugger.
+    Attach(AttachArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Debugger image for sessions that name none.
+    #[arg(long, env = "SHELLCAR_DEFAULT_IMAGE", default_value = "busybox")]
+    pub default_image: String,
+    /// Longest ttl a session may ask for.
+    #[arg(long, env = "SHELLCAR_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_ttl: Duration,
+    /// Image prefix a debugger may use (repeat for several); none allows every image.
+    #[arg(long = "allowed-image", env = "SHELLCAR_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Vec<String>,
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, env = "SHELLCAR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Address of the /livez and /readyz endpoints.
+    #[arg(long, env = "SHELLCAR_HEALTH_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "SHELLCAR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Name of the DebugSession.
+    pub name: String,
+    /// Namespace of the DebugSession; default: the kubeconfig's.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// How long to wait for the session to become Ready.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Only print the attach command instead of running it.
+    #[arg(long)]
+    pub print: bool,
+}

@@ -1,0 +1,153 @@
+//! Wiring: the controller, its watches, and the shared context.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::crd::{DebugSession, TargetKind};
+use crate::naming;
+use crate::reconcile::{self, Context, error_chain};
+use crate::telemetry::{Health, Metrics};
+use crate::validate::Policy;
+
+/// Errors that stop the controller from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the DebugSession CRD is not installed or not readable; install it with `kubectl apply -k config/crd`")]
+    CrdMissing(#[source] kube::Error),
+}
+
+/// Sessions in the namespace of `obj` that target it as `kind`.
+fn sessions_targeting<K: Resource>(
+    store: &Store<DebugSession>,
+    kind: TargetKind,
+    obj: &K,
+) -> Vec<ObjectRef<DebugSession>> {
+    let (ns, name) = (obj.meta().namespace.as_deref(), obj.meta().name.as_deref());
+    store
+        .state()
+        .iter()
+        .filter(|s| {
+            s.spec.target.kind == kind
+                && Some(s.spec.target.name.as_str()) == name
+                && s.namespace().as_deref() == ns
+        })
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// Sessions named by the annotations of a debugged pod.
+fn sessions_of_pod(pod: &Pod) -> Vec<ObjectRef<DebugSession>> {
+    let ns = pod.namespace().unwrap_or_default();
+    pod.annotations()
+        .iter()
+        .filter(|(k, _)| k.starts_with(naming::SESSION_ANNOTATION_PREFIX))
+        .map(|(_, session)| ObjectRef::new(session).within(&ns))
+        .collect()
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(
+    client: Client,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> Result<(), Error> {
+    let sessions = Api::<DebugSession>::all(client.clone());
+    sessions
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(Error::CrdMissing)?;
+
+    let reporter = Reporter {
+        controller: "shellcar".to_owned(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(client.clone(), recorder, policy, metrics));
+
+    let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let ready_store = store.clone();
+    let ready_health = health.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            info!("watches synced");
+            ready_health.set_ready();
+        }
+    });
+
+    macro_rules! watch_workload {
+        ($controller:expr, $type:ty, $kind:expr) => {{
+            let store = store.clone();
+            $controller.watches(
+                Api::<$type>::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+                move |obj| sessions_targeting(&store, $kind, &obj),
+            )
+        }};
+    }
+    let controller = controller.watches(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().labels(naming::DEBUGGED_LABEL),
+        |pod| sessions_of_pod(&pod),
+    );
+    let controller = watch_workload!(controller, Deployment, TargetKind::Deployment);
+    let controller = watch_workload!(controller, StatefulSet, TargetKind::StatefulSet);
+    let controller = watch_workload!(controller, DaemonSet, TargetKind::DaemonSet);
+    let controller = watch_workload!(controller, ReplicaSet, TargetKind::ReplicaSet);
+
+    info!("controller started");
+    controller
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(session = %obj, "reconciled"),
+                // Reconcile errors are logged by the error policy; these are the rest
+                // (watch failures, missing objects), which must not vanish silently.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => warn!(error = %error_chain(&e), "controller"),
+            }
+        })
+        .await;
+    health.set_stopped();
+    info!("controller stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_map_to_the_sessions_their_annotations_name() {
+        let pod: Pod = serde_yaml::from_str(
+            r#"
+metadata:
+  name: web-1
+  namespace: shop
+  annotations:
+    debug.shellcar.dev/shellcar-a-1: a
+    debug.shellcar.dev/shellcar-b-2: b
+    kubectl.kubernetes.io/restartedAt: "now"
+"#,
+        )
+        .unwrap();
+        let mut refs: Vec<(String, Option<String>)> = sessions_of_pod(&pod)
+            .into_iter()
+            .map(|r| (r.name, r.namespace))
+            .collect();
+        refs.sort();
+        let shop = Some("shop".to_owned());
+        assert_eq!(refs, [("a".to_owned(), shop.clone()), ("b".to_owned(), shop)]);
+    }
+}

@@ -1,0 +1,340 @@
+//! The `DebugSession` custom resource.
+//!
+//! Doc comments on these types are user documentation: they become the CRD's
+//! descriptions, which `kubectl explain debugsession.spec` prints.
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every shellcar resource.
+pub const GROUP: &str = "debug.shellcar.dev";
+
+/// A request for a debug shell beside the processes of a workload, for a limited time.
+///
+/// The operator adds a debugger container that shares the target's process namespace,
+/// reports in status which pods carry it and how to attach, and removes it again when the
+/// session is deleted or its ttl runs out. An expired session stays as an audit record.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "debug.shellcar.dev",
+    version = "v1alpha1",
+    kind = "DebugSession",
+    namespaced,
+    shortname = "dbg",
+    category = "shellcar",
+    status = "DebugSessionStatus",
+    doc = "A request for a time-limited debug shell that shares a workload's process namespace.",
+    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.target.kind"),
+    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.name"),
+    printcolumn(name = "Mode", type_ = "string", json_path = ".status.mode"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugSessionSpec {
+    /// The object to debug. It must be in the session's own namespace.
+    pub target: Target,
+
+    /// How the debugger reaches the target. Auto (the default) picks Sidecar for workloads.
+    /// Sidecar adds a container to the workload's pod template, which rolls the workload out.
+    #[serde(default)]
+    pub mode: Mode,
+
+    /// The debugger container: image, command and security profile.
+    #[serde(default)]
+    pub debugger: Debugger,
+
+    /// How long the session lives, counted from its creation, as a duration such as `30m`,
+    /// `1h` or `1h30m` (units h, m, s). When it runs out the debugger is removed and the
+    /// session stays in phase Expired. Raising it before then extends the session. Default
+    /// `1h`; the operator refuses more than its maximum (24h unless configured otherwise).
+    #[serde(default = "default_ttl")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]{1,6}(h|m|s))+$"))]
+    pub ttl: String,
+}
+
+fn default_ttl() -> String {
+    "1h".to_owned()
+}
+
+/// The object whose processes the debugger joins.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Kind of the target: Deployment, StatefulSet, DaemonSet, ReplicaSet or Pod.
+    pub kind: TargetKind,
+
+    /// Name of the target, in the session's namespace.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
+    pub name: String,
+
+    /// Name of the container whose processes matter most. Optional: every container's
+    /// processes are visible through the shared process namespace; when set, it must exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub container: Option<String>,
+}
+
+/// Kinds of object a session can target.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum TargetKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    ReplicaSet,
+    Pod,
+}
+
+impl TargetKind {
+    /// True for the kinds that own a pod template.
+    pub fn is_workload(self) -> bool {
+        !matches!(self, TargetKind::Pod)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::StatefulSet => "StatefulSet",
+            TargetKind::DaemonSet => "DaemonSet",
+            TargetKind::ReplicaSet => "ReplicaSet",
+            TargetKind::Pod => "Pod",
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the debugger is attached to the target.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Mode {
+    /// Sidecar for workloads, Ephemeral for Pods.
+    #[default]
+    Auto,
+    /// A container added to the workload's pod template; the workload rolls out.
+    Sidecar,
+    /// An ephemeral container added to a running Pod.
+    Ephemeral,
+    /// A copy of a Pod, with the debugger added and labels stripped.
+    Copy,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The debugger container.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Debugger {
+    /// Image of the debugger. Default: the operator's `--default-image` (busybox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// Entrypoint of the debugger. Default: a shell that starts again when you detach
+    /// (`sh -c 'while true; do sh; done'`), so leaving with Ctrl-D does not restart the
+    /// container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+
+    /// Arguments to the entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+
+    /// Security profile, with the meaning of `kubectl debug --profile`: General (adds
+    /// SYS_PTRACE, the default), Baseline (no extra privileges), Restricted (non-root, no
+    /// capabilities, RuntimeDefault seccomp), NetAdmin (adds NET_ADMIN and NET_RAW),
+    /// SysAdmin (privileged).
+    #[serde(default)]
+    pub profile: Profile,
+
+    /// Environment variables of the debugger container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<Vec<EnvVar>>,
+
+    /// Compute resources of the debugger container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Security profiles, as in `kubectl debug --profile`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Profile {
+    #[default]
+    General,
+    Baseline,
+    Restricted,
+    NetAdmin,
+    SysAdmin,
+}
+
+/// Observed state of a DebugSession, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugSessionStatus {
+    /// Where the session is in its life: Pending, Injecting, Active, Expired, Ended or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Current conditions: Ready (a debugger is running and attachable), Injected (the
+    /// target carries the debugger), Expired (the ttl ran out), Reconciling and Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The mode the operator chose (Auto is resolved to Sidecar, Ephemeral or Copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+
+    /// The target as resolved, with its UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<ResolvedTarget>,
+
+    /// Name of the debugger container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+
+    /// When the debugger was first injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+
+    /// When the session expires: its creation time plus its ttl.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+
+    /// When the debugger was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+
+    /// A sentence for people on the state of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Pods that carry the debugger, and how to attach to each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub pods: Vec<DebugPod>,
+}
+
+/// Phases of a session.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Accepted, waiting for its target.
+    Pending,
+    /// The debugger was added; waiting for a pod to run it.
+    Injecting,
+    /// A debugger is running and attachable.
+    Active,
+    /// The ttl ran out and the debugger was removed.
+    Expired,
+    /// The session was deleted and the debugger removed.
+    Ended,
+    /// The spec cannot be carried out; see the conditions.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Injecting => "Injecting",
+            Phase::Active => "Active",
+            Phase::Expired => "Expired",
+            Phase::Ended => "Ended",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+/// The target, as the operator found it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedTarget {
+    pub kind: TargetKind,
+    pub name: String,
+    /// UID of the target. A change means the target was deleted and created again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+/// A pod that carries the debugger.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugPod {
+    /// Name of the pod.
+    pub name: String,
+    /// Name of the debugger container in the pod.
+    pub container: String,
+    /// Whether the debugger container is running.
+    pub ready: bool,
+    /// The command that attaches a terminal to the debugger.
+    pub attach: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn minimal_session_gets_defaults() {
+        let spec: DebugSessionSpec =
+            serde_yaml::from_str("target: {kind: Deployment, name: web}").unwrap();
+        assert_eq!(spec.mode, Mode::Auto);
+        assert_eq!(spec.debugger.profile, Profile::General);
+        assert_eq!(spec.ttl, "1h");
+        assert_eq!(spec.target.container, None);
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected_by_the_schema() {
+        let crd = serde_json::to_value(DebugSession::crd()).unwrap();
+        let kinds = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["target"]["properties"]["kind"]["enum"];
+        let kinds: Vec<&str> = kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"]
+        );
+    }
+
+    #[test]
+    fn status_lists_are_maps_keyed_for_server_side_apply() {
+        let crd = serde_json::to_value(DebugSession::crd()).unwrap();
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+            ["status"]["properties"];
+        assert_eq!(status["conditions"]["x-kubernetes-list-type"], "map");
+        assert_eq!(status["conditions"]["x-kubernetes-list-map-keys"][0], "type");
+        assert_eq!(status["pods"]["x-kubernetes-list-map-keys"][0], "name");
+    }
+}

@@ -1,0 +1,157 @@
+//! Names derived from a session: its container, field manager and markers.
+//!
+//! Every name is a pure function of the session's name, so an operator that restarts
+//! finds what it made before without keeping any state of its own.
+
+use sha2::{Digest, Sha256};
+
+/// Prefix of every debugger container and of the field managers.
+const PREFIX: &str = "shellcar";
+
+/// Label that every debugged pod template carries, shared by all sessions on it; the
+/// operator watches only pods with this label.
+pub const DEBUGGED_LABEL: &str = "debug.shellcar.dev/debugged";
+
+/// Finalizer that holds a session until its debugger is removed.
+pub const FINALIZER: &str = "debug.shellcar.dev/teardown";
+
+/// Field manager of the controller's own writes (status).
+pub const CONTROLLER_MANAGER: &str = "shellcar";
+
+/// Prefix of annotations naming the sessions that debug a pod template.
+pub const SESSION_ANNOTATION_PREFIX: &str = "debug.shellcar.dev/";
+
+/// Eight hex digits of SHA-256 of `s`.
+fn short_hash(s: &str) -> String {
+    let digest = Sha256::digest(s.as_bytes());
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `s` made into the start of a DNS label: lowercase alphanumerics and dashes, at most
+/// `max` characters, no trailing dash.
+fn label_part(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(max)
+        .collect();
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// Name of the debugger container of session `session`: `shellcar-<name>-<hash>`.
+///
+/// At most 63 characters (a DNS label). The hash of the full session name keeps two
+/// sessions apart even when their names differ only after the cut or in dots, and the
+/// prefix keeps it apart from the application's own containers.
+pub fn container_name(session: &str) -> String {
+    // 63 = "shellcar" + "-" + name part + "-" + 8 hex digits
+    let part = label_part(session, 63 - PREFIX.len() - 2 - 8);
+    if part.is_empty() {
+        format!("{PREFIX}-{}", short_hash(session))
+    } else {
+        format!("{PREFIX}-{part}-{}", short_hash(session))
+    }
+}
+
+/// Server-side apply field manager of session `session`: `shellcar.dev/<name>`.
+///
+/// Each session owns its changes to a target under this manager, so that removing them
+/// removes exactly what that session added. Field managers may be 128 characters long.
+pub fn field_manager(session: &str) -> String {
+    const MAX: usize = 128;
+    let plain = format!("{PREFIX}.dev/{session}");
+    if plain.len() <= MAX {
+        plain
+    } else {
+        let head: String = session.chars().take(MAX - 22).collect();
+        format!("{PREFIX}.dev/{head}-{}", short_hash(session))
+    }
+}
+
+/// True for the field managers of shellcar sessions.
+pub fn is_session_manager(manager: &str) -> bool {
+    manager.starts_with("shellcar.dev/")
+}
+
+/// The pod template annotation that names the session owning container `container`.
+pub fn session_annotation(container: &str) -> String {
+    format!("{SESSION_ANNOTATION_PREFIX}{container}")
+}
+
+/// The command that attaches a terminal to a debugger container.
+pub fn attach_command(namespace: &str, pod: &str, container: &str) -> String {
+    format!("kubectl attach -it -n {namespace} {pod} -c {container}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn is_dns_label(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    }
+
+    #[test]
+    fn container_name_is_readable_and_stable() {
+        let name = container_name("web-debug");
+        assert!(name.starts_with("shellcar-web-debug-"), "{name}");
+        assert_eq!(name, container_name("web-debug"));
+        assert!(is_dns_label(&name));
+    }
+
+    #[test]
+    fn container_names_are_labels_and_do_not_collide() {
+        let long = "a".repeat(253);
+        let longer_by_one = format!("{}b", "a".repeat(252));
+        let cases = [
+            "x",
+            "web.debug",
+            "web-debug",
+            long.as_str(),
+            longer_by_one.as_str(),
+            "a.b.c.d-e",
+            "...",
+        ];
+        let names: Vec<String> = cases.iter().map(|s| container_name(s)).collect();
+        for name in &names {
+            assert!(is_dns_label(name), "{name} is not a DNS label");
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+    }
+
+    #[test]
+    fn field_manager_names_the_session_and_fits() {
+        assert_eq!(field_manager("web-debug"), "shellcar.dev/web-debug");
+        let long = "s".repeat(253);
+        let manager = field_manager(&long);
+        assert!(manager.len() <= 128, "{}", manager.len());
+        assert_ne!(manager, field_manager(&"s".repeat(252)));
+        assert!(is_session_manager(&manager));
+        assert!(!is_session_manager("kubectl-client-side-apply"));
+    }
+
+    #[test]
+    fn attach_command_is_exact() {
+        assert_eq!(
+            attach_command("shop", "web-1", "shellcar-web-debug-0a1b2c3d"),
+            "kubectl attach -it -n shop web-1 -c shellcar-web-debug-0a1b2c3d"
+        );
+    }
+}

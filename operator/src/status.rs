@@ -1,0 +1,497 @@
+//! Status of a session: phase, conditions and pods, computed from what the reconciler saw.
+//!
+//! Pure functions: the reconciler gathers facts, this module turns them into the status to
+//! write and the Events that tell people what changed.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use crate::crd::{DebugPod, DebugSessionStatus, Mode, Phase, ResolvedTarget};
+use crate::naming;
+
+/// Condition types that every status carries.
+pub const READY: &str = "Ready";
+pub const INJECTED: &str = "Injected";
+pub const EXPIRED: &str = "Expired";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// What the reconciler found, from which the status follows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Situation {
+    /// The session cannot be carried out; nothing of it is in place.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+    /// The target does not exist (yet, or any more).
+    TargetMissing { message: String },
+    /// The debugger is in the target's template; `pods` run (or will run) it.
+    Injected {
+        pods: Vec<DebugPod>,
+        /// Something a person should know about the rollout.
+        note: Option<String>,
+    },
+    /// The ttl ran out and the debugger was removed.
+    Expired,
+    /// The session is being deleted and the debugger was removed.
+    Ended,
+}
+
+/// Everything a status is made of.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub generation: Option<i64>,
+    pub now: Timestamp,
+    pub mode: Option<Mode>,
+    pub target: Option<ResolvedTarget>,
+    pub container: String,
+    pub expires_at: Option<Timestamp>,
+    pub situation: Situation,
+}
+
+fn time(t: Timestamp) -> Time {
+    Time(t)
+}
+
+/// Sets condition `type_` in `conditions`, keeping its transition time when its status
+/// does not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let status = if status { "True" } else { "False" };
+    let last_transition_time = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| time(now));
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => *existing = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// Looks up condition `type_`.
+pub fn condition<'a>(status: &'a DebugSessionStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The next status, from the previous one and the facts.
+pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
+    let Facts {
+        generation,
+        now,
+        mode,
+        target,
+        container,
+        expires_at,
+        situation,
+    } = facts;
+    let target_text = target
+        .as_ref()
+        .map(|t| format!("{} {}", t.kind, t.name))
+        .unwrap_or_else(|| "the target".to_owned());
+    let mut status = DebugSessionStatus {
+        observed_generation: generation,
+        conditions: old.conditions.clone(),
+        mode,
+        target,
+        container: Some(container.clone()),
+        started_at: old.started_at.clone(),
+        expires_at: expires_at.map(time),
+        ended_at: None,
+        ..Default::default()
+    };
+    // (phase, ready, ready reason, injected, injected reason, reconciling, stalled, message)
+    let (phase, ready, ready_reason, injected, injected_reason, reconciling, stalled, message) =
+        match &situation {
+            Situation::Refused { reason, message } => (
+                Phase::Failed,
+                false,
+                *reason,
+                false,
+                *reason,
+                false,
+                true,
+                message.clone(),
+            ),
+            Situation::TargetMissing { message } => (
+                Phase::Pending,
+                false,
+                "TargetNotFound",
+                false,
+                "TargetNotFound",
+                true,
+                false,
+                message.clone(),
+            ),
+            Situation::Injected { pods, note } => {
+                let running: Vec<&DebugPod> = pods.iter().filter(|p| p.ready).collect();
+                let mut message = match running.first() {
+                    Some(first) => format!(
+                        "debugger {container} is running in {} of {} pods; attach with: {}",
+                        running.len(),
+                        pods.len(),
+                        first.attach
+                    ),
+                    None => format!(
+                        "debugger {container} was added to {target_text}; waiting for a pod to run it"
+                    ),
+                };
+                if let Some(note) = note {
+                    message = format!("{message}. {note}");
+                }
+                status.pods = pods.clone();
+                if status.started_at.is_none() {
+                    status.started_at = Some(time(now));
+                }
+                if running.is_empty() {
+                    (
+                        Phase::Injecting,
+                        false,
+                        "WaitingForPods",
+                        true,
+                        "Applied",
+                        true,
+                        false,
+                        message,
+                    )
+                } else {
+                    (
+                        Phase::Active,
+                        true,
+                        "DebuggerRunning",
+                        true,
+                        "Applied",
+                        false,
+                        false,
+                        message,
+                    )
+                }
+            }
+            Situation::Expired => (
+                Phase::Expired,
+                false,
+                "Expired",
+                false,
+                "Removed",
+                false,
+                false,
+                format!("the ttl ran out; debugger {container} was removed from {target_text}"),
+            ),
+            Situation::Ended => (
+                Phase::Ended,
+                false,
+                "Ended",
+                false,
+                "Removed",
+                false,
+                false,
+                format!("the session was deleted; debugger {container} was removed from {target_text}"),
+            ),
+        };
+    if matches!(phase, Phase::Expired | Phase::Ended) {
+        status.ended_at = old.ended_at.clone().or_else(|| Some(time(now)));
+    }
+    let expired = phase == Phase::Expired;
+    let c = &mut status.conditions;
+    set_condition(c, READY, ready, ready_reason, &message, generation, now);
+    set_condition(c, INJECTED, injected, injected_reason, &message, generation, now);
+    let expired_message = if expired { "the ttl ran out" } else { "" };
+    let expired_reason = if expired { "TTLReached" } else { "Live" };
+    set_condition(c, EXPIRED, expired, expired_reason, expired_message, generation, now);
+    let reconciling_message = if reconciling { message.as_str() } else { "" };
+    set_condition(c, RECONCILING, reconciling, ready_reason, reconciling_message, generation, now);
+    let stalled_message = if stalled { message.as_str() } else { "" };
+    set_condition(c, STALLED, stalled, ready_reason, stalled_message, generation, now);
+    status.phase = Some(phase);
+    status.message = Some(message);
+    status
+}
+
+/// A change people should hear about, published as an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+}
+
+/// The Event for going from `old` to `new`, if the phase or the Ready reason changed.
+pub fn transition(old: &DebugSessionStatus, new: &DebugSessionStatus) -> Option<Transition> {
+    let key = |s: &DebugSessionStatus| (s.phase, condition(s, READY).map(|c| c.reason.clone()));
+    if key(old) == key(new) {
+        return None;
+    }
+    let phase = new.phase?;
+    let reason = condition(new, READY)
+        .map(|c| c.reason.clone())
+        .unwrap_or_else(|| phase.as_str().to_owned());
+    let reason = match phase {
+        Phase::Injecting => "Injected".to_owned(),
+        Phase::Active => "Active".to_owned(),
+        _ => reason,
+    };
+    Some(Transition {
+        warning: matches!(phase, Phase::Failed | Phase::Pending),
+        reason,
+        note: new.message.clone().unwrap_or_default(),
+    })
+}
+
+/// The pods of `namespace` that carry the debugger container of `session`.
+///
+/// A pod carries it when its template annotation names the session; terminating pods
+/// (old replicas on their way out) are left out.
+pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str) -> Vec<DebugPod> {
+    let annotation = naming::session_annotation(container);
+    let mut found: BTreeMap<String, DebugPod> = BTreeMap::new();
+    for pod in pods {
+        if pod.metadata.deletion_timestamp.is_some()
+            || pod.annotations().get(&annotation).map(String::as_str) != Some(session)
+        {
+            continue;
+        }
+        let name = pod.name_any();
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.name == container))
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|s| s.running.is_some());
+        found.insert(
+            name.clone(),
+            DebugPod {
+                attach: naming::attach_command(namespace, &name, container),
+                container: container.to_owned(),
+                name,
+                ready,
+            },
+        );
+    }
+    found.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::TargetKind;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn facts(situation: Situation, now: &str) -> Facts {
+        Facts {
+            generation: Some(1),
+            now: at(now),
+            mode: Some(Mode::Sidecar),
+            target: Some(ResolvedTarget {
+                kind: TargetKind::Deployment,
+                name: "web".to_owned(),
+                uid: Some("u-1".to_owned()),
+            }),
+            container: "shellcar-dbg-1".to_owned(),
+            expires_at: Some(at("2026-11-23T11:00:00Z")),
+            situation,
+        }
+    }
+
+    fn pod(name: &str, ready: bool) -> DebugPod {
+        DebugPod {
+            name: name.to_owned(),
+            container: "shellcar-dbg-1".to_owned(),
+            ready,
+            attach: format!("kubectl attach -it -n shop {name} -c shellcar-dbg-1"),
+        }
+    }
+
+    fn cond<'a>(s: &'a DebugSessionStatus, t: &str) -> (&'a str, &'a str) {
+        let c = condition(s, t).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn a_session_goes_from_injecting_to_active_to_expired() {
+        let injecting = next(
+            &DebugSessionStatus::default(),
+            facts(
+                Situation::Injected {
+                    pods: vec![pod("web-1", false)],
+                    note: None,
+                },
+                "2026-11-23T10:00:00Z",
+            ),
+        );
+        assert_eq!(injecting.phase, Some(Phase::Injecting));
+        assert_eq!(cond(&injecting, READY), ("False", "WaitingForPods"));
+        assert_eq!(cond(&injecting, INJECTED), ("True", "Applied"));
+        assert_eq!(cond(&injecting, RECONCILING).0, "True");
+        assert_eq!(injecting.started_at, Some(Time(at("2026-11-23T10:00:00Z"))));
+
+        let active = next(
+            &injecting,
+            facts(
+                Situation::Injected {
+                    pods: vec![pod("web-1", true)],
+                    note: None,
+                },
+                "2026-11-23T10:00:05Z",
+            ),
+        );
+        assert_eq!(active.phase, Some(Phase::Active));
+        assert_eq!(cond(&active, READY), ("True", "DebuggerRunning"));
+        assert_eq!(
+            active.message.as_deref(),
+            Some(
+                "debugger shellcar-dbg-1 is running in 1 of 1 pods; attach with: \
+                 kubectl attach -it -n shop web-1 -c shellcar-dbg-1"
+            )
+        );
+        // started_at is kept; Injected did not change so its transition time is kept
+        assert_eq!(active.started_at, injecting.started_at);
+        assert_eq!(
+            condition(&active, INJECTED).unwrap().last_transition_time,
+            Time(at("2026-11-23T10:00:00Z"))
+        );
+        assert_eq!(
+            condition(&active, READY).unwrap().last_transition_time,
+            Time(at("2026-11-23T10:00:05Z"))
+        );
+
+        let expired = next(&active, facts(Situation::Expired, "2026-11-23T11:00:00Z"));
+        assert_eq!(expired.phase, Some(Phase::Expired));
+        assert_eq!(cond(&expired, EXPIRED), ("True", "TTLReached"));
+        assert_eq!(cond(&expired, INJECTED), ("False", "Removed"));
+        assert_eq!(expired.ended_at, Some(Time(at("2026-11-23T11:00:00Z"))));
+        assert!(expired.pods.is_empty());
+    }
+
+    #[test]
+    fn the_same_facts_give_the_same_status() {
+        let f = || {
+            facts(
+                Situation::Injected {
+                    pods: vec![pod("web-1", true)],
+                    note: None,
+                },
+                "2026-11-23T10:00:00Z",
+            )
+        };
+        let first = next(&DebugSessionStatus::default(), f());
+        let mut later = f();
+        later.now = at("2026-11-23T10:07:00Z");
+        assert_eq!(next(&first, later), first, "status must be written only on change");
+    }
+
+    #[test]
+    fn refusals_are_stalled_failures() {
+        let s = next(
+            &DebugSessionStatus::default(),
+            facts(
+                Situation::Refused {
+                    reason: "TTLTooLong",
+                    message: "ttl too long".to_owned(),
+                },
+                "2026-11-23T10:00:00Z",
+            ),
+        );
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(cond(&s, STALLED), ("True", "TTLTooLong"));
+        assert_eq!(cond(&s, READY), ("False", "TTLTooLong"));
+        assert_eq!(s.started_at, None);
+        let t = transition(&DebugSessionStatus::default(), &s).unwrap();
+        assert!(t.warning);
+        assert_eq!(t.reason, "TTLTooLong");
+        assert_eq!(t.note, "ttl too long");
+    }
+
+    #[test]
+    fn events_only_on_transitions() {
+        let missing = next(
+            &DebugSessionStatus::default(),
+            facts(
+                Situation::TargetMissing {
+                    message: "Deployment web not found".to_owned(),
+                },
+                "2026-11-23T10:00:00Z",
+            ),
+        );
+        assert_eq!(missing.phase, Some(Phase::Pending));
+        let t = transition(&DebugSessionStatus::default(), &missing).unwrap();
+        assert_eq!((t.warning, t.reason.as_str()), (true, "TargetNotFound"));
+        let again = next(
+            &missing,
+            facts(
+                Situation::TargetMissing {
+                    message: "Deployment web not found".to_owned(),
+                },
+                "2026-11-23T10:01:00Z",
+            ),
+        );
+        assert_eq!(transition(&missing, &again), None);
+        let injected = next(
+            &again,
+            facts(
+                Situation::Injected {
+                    pods: vec![],
+                    note: Some("ReplicaSets do not roll out".to_owned()),
+                },
+                "2026-11-23T10:02:00Z",
+            ),
+        );
+        let t = transition(&again, &injected).unwrap();
+        assert_eq!((t.warning, t.reason.as_str()), (false, "Injected"));
+        assert!(t.note.ends_with(". ReplicaSets do not roll out"), "{}", t.note);
+    }
+
+    #[test]
+    fn debug_pods_come_from_annotated_live_pods() {
+        let pods: Vec<Pod> = serde_yaml::from_str(
+            r#"
+- metadata:
+    name: web-2
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+  status:
+    containerStatuses:
+    - {name: nginx, image: n, imageID: "", ready: true, restartCount: 0, state: {running: {}}}
+    - {name: shellcar-dbg-1, image: b, imageID: "", ready: true, restartCount: 0, state: {running: {}}}
+- metadata:
+    name: web-1
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+  status:
+    containerStatuses:
+    - {name: shellcar-dbg-1, image: b, imageID: "", ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}
+- metadata:
+    name: web-old
+    deletionTimestamp: "2026-11-23T10:00:00Z"
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+- metadata:
+    name: other
+    annotations: {debug.shellcar.dev/shellcar-other-2: other}
+"#,
+        )
+        .unwrap();
+        let found = debug_pods(&pods, "shop", "dbg", "shellcar-dbg-1");
+        assert_eq!(found, vec![pod("web-1", false), pod("web-2", true)]);
+    }
+}

@@ -1,0 +1,236 @@
+//! Logs, metrics and health endpoints.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tracing_subscriber::EnvFilter;
+
+use crate::crd::Phase;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Starts logging; `RUST_LOG` overrides the default level (info).
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CategoryLabels {
+    category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: String,
+}
+
+/// The operator's Prometheus metrics.
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Counter,
+    failures: Family<CategoryLabels, Counter>,
+    duration: Histogram,
+    sessions: Family<PhaseLabels, Gauge>,
+    phases: Mutex<HashMap<String, Phase>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("shellcar");
+        let reconciles = Counter::default();
+        let failures = Family::<CategoryLabels, Counter>::default();
+        let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let sessions = Family::<PhaseLabels, Gauge>::default();
+        registry.register("reconciles", "Reconciliations run", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciliations that failed, by error category",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long a reconciliation took",
+            duration.clone(),
+        );
+        registry.register(
+            "sessions",
+            "Debug sessions known to the operator, by phase",
+            sessions.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            failures,
+            duration,
+            sessions,
+            phases: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a reconciliation that took `elapsed`.
+    pub fn reconciled(&self, elapsed: Duration) {
+        self.reconciles.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed reconciliation.
+    pub fn failed(&self, category: &str) {
+        self.failures
+            .get_or_create(&CategoryLabels {
+                category: category.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records the phase of session `key` (`None` once it is gone) and refreshes the gauge.
+    pub fn session_phase(&self, key: String, phase: Option<Phase>) {
+        let Ok(mut phases) = self.phases.lock() else {
+            return;
+        };
+        match phase {
+            Some(phase) => phases.insert(key, phase),
+            None => phases.remove(&key),
+        };
+        for p in [
+            Phase::Pending,
+            Phase::Injecting,
+            Phase::Active,
+            Phase::Expired,
+            Phase::Ended,
+            Phase::Failed,
+        ] {
+            let count = phases.values().filter(|v| **v == p).count();
+            self.sessions
+                .get_or_create(&PhaseLabels {
+                    phase: p.as_str().to_owned(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Liveness and readiness of the controller.
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Health {
+    /// The watches have listed everything once.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The controller loop ended; the process should be restarted.
+    pub fn set_stopped(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}
+
+async fn livez(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if health.stopped.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "controller stopped\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if health.ready.load(Ordering::Relaxed) && !health.stopped.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced\n")
+    }
+}
+
+/// Serves `/metrics` on `metrics_addr` and `/livez`, `/readyz` on `health_addr`.
+pub async fn serve(
+    metrics_addr: SocketAddr,
+    health_addr: SocketAddr,
+    metrics_state: Arc<Metrics>,
+    health: Arc<Health>,
+) -> std::io::Result<()> {
+    let metrics_app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(metrics_state);
+    let health_app = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    let health_listener = tokio::net::TcpListener::bind(health_addr).await?;
+    tracing::info!(%metrics_addr, %health_addr, "serving metrics and health");
+    tokio::try_join!(
+        axum::serve(metrics_listener, metrics_app).into_future(),
+        axum::serve(health_listener, health_app).into_future(),
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_count_reconciles_failures_and_phases() {
+        let m = Metrics::default();
+        m.reconciled(Duration::from_millis(20));
+        m.failed("KubeError");
+        m.session_phase("shop/a".to_owned(), Some(Phase::Active));
+        m.session_phase("shop/b".to_owned(), Some(Phase::Active));
+        m.session_phase("shop/b".to_owned(), None);
+        let text = m.encode();
+        assert!(text.contains("shellcar_reconciles_total 1"), "{text}");
+        assert!(
+            text.contains("shellcar_reconcile_failures_total{category=\"KubeError\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("shellcar_sessions{phase=\"Active\"} 1"), "{text}");
+        assert!(text.contains("shellcar_reconcile_duration_seconds_count 1"), "{text}");
+    }
+}

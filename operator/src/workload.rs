@@ -1,0 +1,198 @@
+//! The workloads a session can target, read through one dynamic code path.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Client, ResourceExt};
+
+use crate::crd::TargetKind;
+
+/// Errors reading a workload.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {kind} {name}")]
+    Kube {
+        kind: TargetKind,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {name} has no pod template")]
+    NoTemplate { kind: TargetKind, name: String },
+}
+
+/// How a workload replaces its pods after its template changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// The workload's controller replaces pods by itself.
+    Automatic,
+    /// Pods take the new template only when they are deleted (ReplicaSets, `OnDelete`).
+    OnDelete,
+}
+
+/// A workload with a pod template, as the operator needs to see it.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub kind: TargetKind,
+    pub name: String,
+    pub uid: Option<String>,
+    pub template: PodTemplateSpec,
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+    /// The controller that owns this workload, if any (a Deployment for its ReplicaSets).
+    pub controller: Option<OwnerReference>,
+    pub rollout: Rollout,
+    pub deleting: bool,
+}
+
+/// The API resource of a workload kind; `None` for Pods, which have no template.
+pub fn api_resource(kind: TargetKind) -> Option<ApiResource> {
+    let (group, version) = match kind {
+        TargetKind::Pod => return None,
+        _ => ("apps", "v1"),
+    };
+    Some(ApiResource::from_gvk(&GroupVersionKind::gvk(
+        group,
+        version,
+        kind.as_str(),
+    )))
+}
+
+impl Workload {
+    /// Reads the parts shellcar needs from a workload object.
+    pub fn from_dynamic(kind: TargetKind, obj: &DynamicObject) -> Result<Self, Error> {
+        let name = obj.name_any();
+        let spec = obj.data.get("spec");
+        let template = spec
+            .and_then(|s| s.get("template"))
+            .and_then(|t| serde_json::from_value::<PodTemplateSpec>(t.clone()).ok())
+            .ok_or_else(|| Error::NoTemplate {
+                kind,
+                name: name.clone(),
+            })?;
+        let strategy = spec
+            .and_then(|s| s.get("updateStrategy"))
+            .and_then(|u| u.get("type"))
+            .and_then(|t| t.as_str());
+        let rollout = match (kind, strategy) {
+            (TargetKind::ReplicaSet, _) | (_, Some("OnDelete")) => Rollout::OnDelete,
+            _ => Rollout::Automatic,
+        };
+        Ok(Workload {
+            kind,
+            uid: obj.uid(),
+            template,
+            managed_fields: obj.managed_fields().to_vec(),
+            controller: obj
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .cloned(),
+            rollout,
+            deleting: obj.metadata.deletion_timestamp.is_some(),
+            name,
+        })
+    }
+
+    /// Names of the containers of the pod template.
+    pub fn container_names(&self) -> Vec<&str> {
+        self.template
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+/// The workload `kind`/`name` in `namespace`, or `None` when it does not exist.
+pub async fn fetch(
+    client: &Client,
+    namespace: &str,
+    kind: TargetKind,
+    name: &str,
+) -> Result<Option<Workload>, Error> {
+    let Some(resource) = api_resource(kind) else {
+        return Ok(None);
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let obj = api.get_opt(name).await.map_err(|source| Error::Kube {
+        kind,
+        name: name.to_owned(),
+        source,
+    })?;
+    obj.map(|o| Workload::from_dynamic(kind, &o)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn fixture(yaml: &str) -> Workload {
+        let obj: DynamicObject = serde_yaml::from_str(yaml).unwrap();
+        let kind: TargetKind =
+            serde_json::from_value(serde_json::Value::String(obj.types.clone().unwrap().kind))
+                .unwrap();
+        Workload::from_dynamic(kind, &obj).unwrap()
+    }
+
+    #[test]
+    fn reads_a_deployment() {
+        let w = fixture(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop, uid: u-1}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      initContainers: [{name: init, image: busybox}]
+      containers: [{name: nginx, image: nginx}]
+"#,
+        );
+        assert_eq!(w.name, "web");
+        assert_eq!(w.uid.as_deref(), Some("u-1"));
+        assert_eq!(w.rollout, Rollout::Automatic);
+        assert_eq!(w.container_names(), ["nginx", "init"]);
+        assert!(w.controller.is_none());
+    }
+
+    #[test]
+    fn replicasets_and_on_delete_do_not_roll_out() {
+        let rs = fixture(
+            r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web-abc
+  ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: web, uid: d-1, controller: true}]
+spec: {template: {spec: {containers: [{name: nginx}]}}}
+"#,
+        );
+        assert_eq!(rs.rollout, Rollout::OnDelete);
+        assert_eq!(rs.controller.unwrap().kind, "Deployment");
+        let ds = fixture(
+            r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  updateStrategy: {type: OnDelete}
+  template: {spec: {containers: [{name: agent}]}}
+"#,
+        );
+        assert_eq!(ds.rollout, Rollout::OnDelete);
+    }
+
+    #[test]
+    fn a_workload_without_template_is_an_error() {
+        let obj: DynamicObject =
+            serde_yaml::from_str("{apiVersion: apps/v1, kind: Deployment, metadata: {name: x}}")
+                .unwrap();
+        assert!(matches!(
+            Workload::from_dynamic(TargetKind::Deployment, &obj),
+            Err(Error::NoTemplate { .. })
+        ));
+    }
+}
