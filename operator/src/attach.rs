@@ -1,7 +1,5 @@
 //! The client side: wait for a session to be Ready, then attach to its debugger.
 
-use std::process::ExitStatus;
-
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 
@@ -37,8 +35,9 @@ fn is_ready(session: Option<&DebugSession>) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-/// Waits until the session is Ready and runs `kubectl attach -it` on its first running pod.
-pub async fn attach(args: AttachArgs) -> Result<ExitStatus, Error> {
+/// Waits until the session is Ready and runs `kubectl attach -it` on its first running pod;
+/// returns kubectl's exit code.
+pub async fn attach(args: AttachArgs) -> Result<u8, Error> {
     let client = Client::try_default().await.map_err(Error::Client)?;
     let ns = args
         .namespace
@@ -68,13 +67,17 @@ pub async fn attach(args: AttachArgs) -> Result<ExitStatus, Error> {
         })?;
     if args.print {
         println!("{}", pod.attach);
-        return Ok(std::process::Command::new("true")
-            .status()
-            .map_err(Error::Kubectl)?);
+        return Ok(0);
     }
     eprintln!("attaching: {} (detach with Ctrl-P Ctrl-Q)", pod.attach);
     std::process::Command::new("kubectl")
         .args(["attach", "-it", "-n", &ns, &pod.name, "-c", &pod.container])
         .status()
+        .map(|status| {
+            status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1)
+        })
         .map_err(Error::Kubectl)
 }

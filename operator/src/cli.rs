@@ -34,7 +34,11 @@ pub struct RunArgs {
     #[arg(long, env = "SHELLCAR_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_ttl: Duration,
     /// Image prefix a debugger may use (repeat for several); none allows every image.
-    #[arg(long = "allowed-image", env = "SHELLCAR_ALLOWED_IMAGES", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-image",
+        env = "SHELLCAR_ALLOWED_IMAGES",
+        value_delimiter = ','
+    )]
     pub allowed_images: Vec<String>,
     /// Address of the Prometheus /metrics endpoint.
     #[arg(long, env = "SHELLCAR_METRICS_ADDR", default_value = "0.0.0.0:8080")]

@@ -21,7 +21,9 @@ use crate::validate::Policy;
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the DebugSession CRD is not installed or not readable; install it with `kubectl apply -k config/crd`")]
+    #[error(
+        "the DebugSession CRD is not installed or not readable; install it with `kubectl apply -k config/crd`"
+    )]
     CrdMissing(#[source] kube::Error),
 }
 
@@ -148,6 +150,9 @@ metadata:
             .collect();
         refs.sort();
         let shop = Some("shop".to_owned());
-        assert_eq!(refs, [("a".to_owned(), shop.clone()), ("b".to_owned(), shop)]);
+        assert_eq!(
+            refs,
+            [("a".to_owned(), shop.clone()), ("b".to_owned(), shop)]
+        );
     }
 }

@@ -17,6 +17,8 @@ pub const GROUP: &str = "debug.shellcar.dev";
 /// The operator adds a debugger container that shares the target's process namespace,
 /// reports in status which pods carry it and how to attach, and removes it again when the
 /// session is deleted or its ttl runs out. An expired session stays as an audit record.
+// clippy reads the repeated printcolumn keys as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "debug.shellcar.dev",
@@ -37,7 +39,11 @@ pub const GROUP: &str = "debug.shellcar.dev";
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DebugSessionSpec {
@@ -324,17 +330,26 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"]
+            [
+                "Deployment",
+                "StatefulSet",
+                "DaemonSet",
+                "ReplicaSet",
+                "Pod"
+            ]
         );
     }
 
     #[test]
     fn status_lists_are_maps_keyed_for_server_side_apply() {
         let crd = serde_json::to_value(DebugSession::crd()).unwrap();
-        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-            ["status"]["properties"];
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"];
         assert_eq!(status["conditions"]["x-kubernetes-list-type"], "map");
-        assert_eq!(status["conditions"]["x-kubernetes-list-map-keys"][0], "type");
+        assert_eq!(
+            status["conditions"]["x-kubernetes-list-map-keys"][0],
+            "type"
+        );
         assert_eq!(status["pods"]["x-kubernetes-list-map-keys"][0], "name");
     }
 }

@@ -47,12 +47,8 @@ pub fn debugger_container(debugger: &Debugger, name: &str, default_image: &str) 
     }
 }
 
-const SHARE_PROCESS_NAMESPACE: [&str; 4] = [
-    "f:spec",
-    "f:template",
-    "f:spec",
-    "f:shareProcessNamespace",
-];
+const SHARE_PROCESS_NAMESPACE: [&str; 4] =
+    ["f:spec", "f:template", "f:spec", "f:shareProcessNamespace"];
 
 /// True when a field manager that `pred` accepts owns the field at `path`.
 fn owned_by(managed: &[ManagedFieldsEntry], path: &[&str], pred: impl Fn(&str) -> bool) -> bool {
@@ -222,9 +218,11 @@ spec:
         assert_eq!(intent, expected);
         let without = sidecar_intent(TargetKind::StatefulSet, "db", "dbg", &c, false);
         assert_eq!(without["kind"], "StatefulSet");
-        assert!(without["spec"]["template"]["spec"]
-            .get("shareProcessNamespace")
-            .is_none());
+        assert!(
+            without["spec"]["template"]["spec"]
+                .get("shareProcessNamespace")
+                .is_none()
+        );
     }
 
     #[test]
@@ -280,6 +278,9 @@ spec:
         assert!(has_fields(&entries, "shellcar.dev/a"));
         assert!(!has_fields(&entries, "shellcar.dev/b"));
         assert!(!has_fields(&entries, "shellcar.dev/c"));
-        assert!(!has_fields(&managed(USER_SET_SHARING), "kubectl-client-side-apply"));
+        assert!(!has_fields(
+            &managed(USER_SET_SHARING),
+            "kubectl-client-side-apply"
+        ));
     }
 }

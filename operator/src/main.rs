@@ -15,10 +15,8 @@ async fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Attach(args) => {
-            let status = shellcar::attach::attach(args).await?;
-            Ok(ExitCode::from(
-                u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
-            ))
+            let code = shellcar::attach::attach(args).await?;
+            Ok(ExitCode::from(code))
         }
         Command::Run(args) => run(args).await.map(|()| ExitCode::SUCCESS),
     }

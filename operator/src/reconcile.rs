@@ -132,7 +132,8 @@ pub fn error_policy(session: Arc<DebugSession>, error: &Error, ctx: Arc<Context>
         *n = n.saturating_add(1);
         *n
     });
-    let delay = Duration::from_secs(2u64.saturating_pow(attempts.min(9))).min(Duration::from_secs(300));
+    let delay =
+        Duration::from_secs(2u64.saturating_pow(attempts.min(9))).min(Duration::from_secs(300));
     warn!(
         session = %session.name_any(),
         category = error.category(),
@@ -233,7 +234,10 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
             session,
             EventType::Warning,
             "TargetRecreated",
-            format!("{kind} {} was deleted and created again; injecting into the new one", workload.name),
+            format!(
+                "{kind} {} was deleted and created again; injecting into the new one",
+                workload.name
+            ),
         )
         .await;
     }
@@ -256,7 +260,11 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     // apply
     let api = workload_api(ctx, ns, kind);
     match api
-        .patch(&workload.name, &PatchParams::apply(&manager), &Patch::Apply(&intent))
+        .patch(
+            &workload.name,
+            &PatchParams::apply(&manager),
+            &Patch::Apply(&intent),
+        )
         .await
     {
         Ok(_) => {}
@@ -313,8 +321,7 @@ async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Acti
         };
         write_status(session, ns, ctx, &old, facts).await?;
     }
-    ctx.metrics
-        .session_phase(format!("{ns}/{name}"), None);
+    ctx.metrics.session_phase(format!("{ns}/{name}"), None);
     Ok(Action::await_change())
 }
 
@@ -418,7 +425,13 @@ async fn write_status(
 }
 
 /// Publishes an Event on the session; a failure to do so is logged, not fatal.
-async fn publish(ctx: &Context, session: &DebugSession, type_: EventType, reason: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    session: &DebugSession,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

@@ -205,7 +205,9 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
                 "Removed",
                 false,
                 false,
-                format!("the session was deleted; debugger {container} was removed from {target_text}"),
+                format!(
+                    "the session was deleted; debugger {container} was removed from {target_text}"
+                ),
             ),
         };
     if matches!(phase, Phase::Expired | Phase::Ended) {
@@ -214,14 +216,46 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
     let expired = phase == Phase::Expired;
     let c = &mut status.conditions;
     set_condition(c, READY, ready, ready_reason, &message, generation, now);
-    set_condition(c, INJECTED, injected, injected_reason, &message, generation, now);
+    set_condition(
+        c,
+        INJECTED,
+        injected,
+        injected_reason,
+        &message,
+        generation,
+        now,
+    );
     let expired_message = if expired { "the ttl ran out" } else { "" };
     let expired_reason = if expired { "TTLReached" } else { "Live" };
-    set_condition(c, EXPIRED, expired, expired_reason, expired_message, generation, now);
+    set_condition(
+        c,
+        EXPIRED,
+        expired,
+        expired_reason,
+        expired_message,
+        generation,
+        now,
+    );
     let reconciling_message = if reconciling { message.as_str() } else { "" };
-    set_condition(c, RECONCILING, reconciling, ready_reason, reconciling_message, generation, now);
+    set_condition(
+        c,
+        RECONCILING,
+        reconciling,
+        ready_reason,
+        reconciling_message,
+        generation,
+        now,
+    );
     let stalled_message = if stalled { message.as_str() } else { "" };
-    set_condition(c, STALLED, stalled, ready_reason, stalled_message, generation, now);
+    set_condition(
+        c,
+        STALLED,
+        stalled,
+        ready_reason,
+        stalled_message,
+        generation,
+        now,
+    );
     status.phase = Some(phase);
     status.message = Some(message);
     status
@@ -400,7 +434,11 @@ mod tests {
         let first = next(&DebugSessionStatus::default(), f());
         let mut later = f();
         later.now = at("2026-11-23T10:07:00Z");
-        assert_eq!(next(&first, later), first, "status must be written only on change");
+        assert_eq!(
+            next(&first, later),
+            first,
+            "status must be written only on change"
+        );
     }
 
     #[test]
@@ -461,7 +499,11 @@ mod tests {
         );
         let t = transition(&again, &injected).unwrap();
         assert_eq!((t.warning, t.reason.as_str()), (false, "Injected"));
-        assert!(t.note.ends_with(". ReplicaSets do not roll out"), "{}", t.note);
+        assert!(
+            t.note.ends_with(". ReplicaSets do not roll out"),
+            "{}",
+            t.note
+        );
     }
 
     #[test]

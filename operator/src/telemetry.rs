@@ -230,7 +230,13 @@ mod tests {
             text.contains("shellcar_reconcile_failures_total{category=\"KubeError\"} 1"),
             "{text}"
         );
-        assert!(text.contains("shellcar_sessions{phase=\"Active\"} 1"), "{text}");
-        assert!(text.contains("shellcar_reconcile_duration_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("shellcar_sessions{phase=\"Active\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shellcar_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
     }
 }

@@ -93,7 +93,10 @@ mod tests {
             err.to_string(),
             "ttl \"25h\" is longer than the maximum of 1day"
         );
-        assert!(matches!(parse("999999h", DAY), Err(TtlError::TooLong { .. })));
+        assert!(matches!(
+            parse("999999h", DAY),
+            Err(TtlError::TooLong { .. })
+        ));
     }
 
     #[test]

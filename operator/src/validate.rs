@@ -33,7 +33,9 @@ pub struct Plan {
 pub enum Invalid {
     #[error(transparent)]
     Ttl(#[from] TtlError),
-    #[error("{mode} mode for a {kind} target is not supported yet; use a Deployment, StatefulSet, DaemonSet or ReplicaSet target with mode Auto or Sidecar")]
+    #[error(
+        "{mode} mode for a {kind} target is not supported yet; use a Deployment, StatefulSet, DaemonSet or ReplicaSet target with mode Auto or Sidecar"
+    )]
     Unsupported { mode: Mode, kind: TargetKind },
     #[error("image {image:?} is not allowed; allowed image prefixes: {allowed}")]
     ImageNotAllowed { image: String, allowed: String },
@@ -44,7 +46,9 @@ pub enum Invalid {
         container: String,
         found: String,
     },
-    #[error("{kind} {name} is managed by {owner_kind} {owner}, which would undo the change; target the {owner_kind} instead")]
+    #[error(
+        "{kind} {name} is managed by {owner_kind} {owner}, which would undo the change; target the {owner_kind} instead"
+    )]
     ManagedTarget {
         kind: TargetKind,
         name: String,
@@ -221,9 +225,18 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
     #[test]
     fn target_container_must_exist() {
         let web = workload(WEB);
-        assert!(target(&session("target: {kind: Deployment, name: web, container: nginx}"), &web).is_ok());
-        let err = target(&session("target: {kind: Deployment, name: web, container: app}"), &web)
-            .unwrap_err();
+        assert!(
+            target(
+                &session("target: {kind: Deployment, name: web, container: nginx}"),
+                &web
+            )
+            .is_ok()
+        );
+        let err = target(
+            &session("target: {kind: Deployment, name: web, container: app}"),
+            &web,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "Deployment web has no container \"app\"; it has: nginx, exporter"
@@ -241,14 +254,23 @@ metadata:
 spec: {template: {spec: {containers: [{name: nginx}]}}}
 "#,
         );
-        assert_eq!(target(&spec, &managed).unwrap_err().reason(), "ManagedTarget");
+        assert_eq!(
+            target(&spec, &managed).unwrap_err().reason(),
+            "ManagedTarget"
+        );
         let host_pid = workload(
             "{metadata: {name: w}, spec: {template: {spec: {hostPID: true, containers: [{name: a}]}}}}",
         );
-        assert_eq!(target(&spec, &host_pid).unwrap_err().reason(), "HostPIDConflict");
+        assert_eq!(
+            target(&spec, &host_pid).unwrap_err().reason(),
+            "HostPIDConflict"
+        );
         let disabled = workload(
             "{metadata: {name: w}, spec: {template: {spec: {shareProcessNamespace: false, containers: [{name: a}]}}}}",
         );
-        assert_eq!(target(&spec, &disabled).unwrap_err().reason(), "SharingDisabled");
+        assert_eq!(
+            target(&spec, &disabled).unwrap_err().reason(),
+            "SharingDisabled"
+        );
     }
 }

@@ -1,0 +1,39 @@
+# shellcar: `make` lists the targets.
+SHELL := /bin/bash
+CLUSTER := e2e/cluster
+E2E_THREADS ?= 3
+
+.PHONY: help run test unit e2e cluster-up cluster-down deploy crds lint fmt bench
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+run: cluster-up ## Bring up the local cluster, deploy the operator, apply the sample session
+	e2e/deploy sample
+
+test: unit e2e ## Run every test: unit, then end to end on the local cluster
+
+unit: ## Unit tests and the crds/ drift check (no cluster)
+	cargo test --locked -p shellcar
+
+e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if needed)
+	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e -- --test-threads=$(E2E_THREADS)
+
+cluster-up: ## Build (cached) and start the local cluster
+	$(CLUSTER) up
+
+cluster-down: ## Stop the local cluster and remove its state
+	$(CLUSTER) down
+
+deploy: ## Build the operator image and deploy it into the local cluster
+	e2e/deploy
+
+crds: ## Regenerate crds/ from the Rust types
+	cargo run --locked -q -p shellcar -- crd > crds/debugsessions.yaml
+
+lint: ## rustfmt and clippy, as CI runs them
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all

@@ -1,0 +1,71 @@
+//! `config/` must render with kustomize into what the operator needs to run.
+#![allow(clippy::unwrap_used)] // a test crate: a failed unwrap is a failed test
+
+use std::process::Command;
+
+fn kustomize(dir: &str) -> String {
+    let kubectl = std::env::var("SHELLCAR_RENDER_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let path = format!("{}/../{dir}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&kubectl)
+        .args(["kustomize", &path])
+        .output()
+        .unwrap_or_else(|e| panic!("running `{kubectl} kustomize` (kubectl >= 1.21 needed): {e}"));
+    assert!(
+        out.status.success(),
+        "`kubectl kustomize {dir}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+#[test]
+fn default_renders_crd_rbac_and_a_hardened_controller() {
+    let docs = documents(&kustomize("config/default"));
+    let crd = find(&docs, "CustomResourceDefinition");
+    assert_eq!(crd["metadata"]["name"], "debugsessions.debug.shellcar.dev");
+
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(deploy["metadata"]["namespace"], "shellcar-system");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "shellcar-controller");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let manager = &pod["containers"][0];
+    assert_eq!(manager["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(manager["livenessProbe"]["httpGet"]["port"], "health");
+    assert_eq!(manager["readinessProbe"]["httpGet"]["path"], "/readyz");
+
+    let binding = find(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], "shellcar-controller");
+    assert_eq!(binding["subjects"][0]["namespace"], "shellcar-system");
+    let role = find(&docs, "ClusterRole");
+    let rules = role["rules"].as_sequence().unwrap();
+    assert!(
+        rules.iter().all(|r| r["verbs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .all(|v| v != "*" && v != "delete" && v != "update")),
+        "the ClusterRole must stay least-privilege: {rules:?}"
+    );
+}
+
+#[test]
+fn samples_render_a_deployment_and_its_session() {
+    let docs = documents(&kustomize("config/samples"));
+    let session = find(&docs, "DebugSession");
+    assert_eq!(session["spec"]["target"]["name"], "web");
+    let web = find(&docs, "Deployment");
+    assert_eq!(web["metadata"]["name"], "web");
+}
