@@ -17,6 +17,8 @@ unit: ## Unit tests and the crds/ drift check (no cluster)
 	cargo test --locked -p shellcar
 
 e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if needed)
+	# Build outside the cluster's network namespace, which has no route to the registry.
+	cargo test --locked -p shellcar-e2e --no-run
 	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e -- --test-threads=$(E2E_THREADS)
 
 cluster-up: ## Build (cached) and start the local cluster

@@ -18,7 +18,7 @@ phase() {
   t0=$(date +%s.%N)
   "$@"
   t1=$(date +%s.%N)
-  awk -v n="$name" -v a="$t0" -v b="$t1" 'BEGIN { printf "==> phase %s: %.1fs\n", n, b - a }'
+  awk -v n="$name" -v a="$t0" -v b="$t1" 'BEGIN { printf "==> phase %s: %.1fs\n", n, b - a }' >&2
 }
 
 # tail_log FILE: show the end of a log after a failure, so an error is never

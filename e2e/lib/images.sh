@@ -11,7 +11,13 @@ IMAGE_PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 ctrk() { timeout 120 ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 
-image_present() { ctrk images ls -q 2>/dev/null | grep -Fxq "$1"; }
+# Capture first: `ctr ... | grep -q` under pipefail fails at random when grep
+# exits before ctr has written everything (SIGPIPE).
+image_present() {
+  local refs
+  refs=$(ctrk images ls -q 2>/dev/null) || return 1
+  grep -Fxq -- "$1" <<<"$refs"
+}
 
 # copy_elf SRC ROOTFS DEST: put the executable SRC at ROOTFS/DEST, plus every
 # shared library ldd lists and the ELF interpreter, at the paths the dynamic

@@ -54,31 +54,30 @@ remove_containers() {
 
 # A shim of ours: containerd-shim-runc-v2 started with `-address $CTR_SOCK`.
 is_our_shim() {
-  local pid=$1 exe
+  local pid=$1 exe args
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   [[ ${exe##*/} == containerd-shim-runc-v2* ]] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -Fxq -- "$CTR_SOCK"
+  args=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  grep -Fxq -- "$CTR_SOCK" <<<"$args"
 }
 
-# Shims are daemonized by containerd and outlive it. Each task bundle in our
-# containerd's state records its shim.pid; when that state is gone or
-# incomplete, our socket path on the shim's command line identifies it.
+# Shims are daemonized by containerd and outlive it (and a killed containerd
+# records no PID for them). Ours carry our socket path as their -address, which
+# no other containerd's shim can have; the task bundles in our state name the
+# shim sockets (/run/containerd/s/..., a path containerd 1.6 hard-codes).
 kill_shims() {
-  local f pid p
-  for f in "$CTR_STATE"/io.containerd.runtime.v2.task/*/*/shim.pid; do
-    [[ -f $f ]] || continue
-    pid=$(cat "$f" 2>/dev/null) || continue
-    if is_our_shim "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  done
+  local p pid f sock
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     if is_our_shim "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
-  # Their sockets: /run/containerd/s/sha256(<our socket>/<ns>/<id>).
-  local id
-  for id in $(our_container_ids); do
-    rm -f "/run/containerd/s/$(printf '%s' "$CTR_SOCK/k8s.io/$id" | sha256sum | cut -d' ' -f1)"
+  for f in "$CTR_STATE"/io.containerd.runtime.v2.task/*/*/address; do
+    [[ -f $f ]] || continue
+    sock=$(cat "$f" 2>/dev/null) || continue
+    sock=${sock#unix://}
+    [[ $sock == /run/containerd/s/* ]] && rm -f "$sock"
   done
+  return 0
 }
 
 # Container processes survive their shim (they are re-parented to init), and
