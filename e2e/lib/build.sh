@@ -7,11 +7,33 @@
 
 K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
+# Bump when the way the binaries are built changes, so cached binaries are rebuilt.
+# 2: vendored reflect2 1.0.1 replaced by Debian's 1.0.2 (see patch_vendor).
+BUILD_REV=2
+
 binaries_cached() {
   local b
   for b in "${K8S_COMMANDS[@]}" pause; do
     [[ -x $KBIN/$b ]] || return 1
   done
+  [[ $(cat "$KBIN/.build-rev" 2>/dev/null) == "$BUILD_REV" ]]
+}
+
+# Kubernetes 1.20 vendors github.com/modern-go/reflect2 v1.0.1, which breaks under
+# Go >= 1.18 (the only Go here is 1.19): the API server dies with "fatal error: fault"
+# in mapiterinit while json-iterator encodes a map. v1.0.2 fixed exactly that and has
+# the same API; Debian packages it, so swap it into the vendor tree.
+patch_vendor() {
+  local vendored=$KSRC/vendor/github.com/modern-go/reflect2
+  local fixed=/usr/share/gocode/src/github.com/modern-go/reflect2
+  [[ -f $fixed/reflect2.go ]] || die "$fixed missing: install golang-github-modern-go-reflect2-dev"
+  if ! cmp -s "$fixed/unsafe_map.go" "$vendored/unsafe_map.go"; then
+    log "replacing vendored reflect2 1.0.1 with Debian's 1.0.2 (Go 1.18+ map iteration fix)"
+    rm -rf "$vendored"
+    mkdir -p "$vendored"
+    cp "$fixed"/*.go "$vendored"/
+    rm -f "$vendored"/*_test.go
+  fi
 }
 
 # Private apt configuration: the machine lists only `Types: deb`; we add a
@@ -66,6 +88,7 @@ build_binaries() {
   [[ -f $KSRC/Makefile ]] || die "no source tree in $KSRC"
   local what="" c
   for c in "${K8S_COMMANDS[@]}"; do what+="cmd/$c "; done
+  patch_vendor
   mkdir -p "$KSRC/.go/src/k8s.io"
   ln -sfn ../../.. "$KSRC/.go/src/k8s.io/kubernetes"
   # CGO off: static binaries, as debian/rules builds them. GOPROXY=off: the
@@ -90,6 +113,7 @@ build_binaries() {
   gcc -Os -static -o "$KBIN.tmp/pause" "$KSRC/build/pause/linux/pause.c" >>"$KDIR/build.log" 2>&1 ||
     die "compiling pause.c failed (see $KDIR/build.log)"
   strip "$KBIN.tmp/pause" 2>/dev/null || true
+  echo "$BUILD_REV" >"$KBIN.tmp/.build-rev"
   rm -rf "$KBIN"
   mv "$KBIN.tmp" "$KBIN"
 }

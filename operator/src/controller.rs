@@ -1,6 +1,7 @@
 //! Wiring: the controller, its watches, and the shared context.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -81,9 +82,20 @@ pub async fn run(
     let ready_store = store.clone();
     let ready_health = health.clone();
     tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            info!("watches synced");
-            ready_health.set_ready();
+        // The store's readiness signal wakes only one waiter (a oneshot inside kube-runtime),
+        // and the controller itself waits on it too: ask again each second.
+        let ready = loop {
+            let wait = ready_store.wait_until_ready();
+            if let Ok(result) = tokio::time::timeout(Duration::from_secs(1), wait).await {
+                break result;
+            }
+        };
+        match ready {
+            Ok(()) => {
+                info!("watches synced");
+                ready_health.set_ready();
+            }
+            Err(e) => warn!(error = %e, "the session watch ended before it synced"),
         }
     });
 
