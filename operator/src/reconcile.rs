@@ -62,12 +62,7 @@ impl Error {
             Error::Teardown { .. } => "TeardownFailed",
             Error::Pods(_) => "PodListFailed",
             Error::Status(_) => "StatusWriteFailed",
-            Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
-                    inner.category()
-                }
-                _ => "FinalizerFailed",
-            },
+            Error::Finalizer(_) => "FinalizerFailed",
         }
     }
 }
@@ -112,7 +107,11 @@ pub async fn reconcile(session: Arc<DebugSession>, ctx: Arc<Context>) -> Result<
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .map_err(|e| match e {
+        // Our own errors keep their category and chain.
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        e => Error::Finalizer(Box::new(e)),
+    });
     ctx.metrics.reconciled(started.elapsed());
     if result.is_ok()
         && let Ok(mut failures) = ctx.failures.lock()

@@ -225,7 +225,12 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         generation,
         now,
     );
-    let expired_message = if expired { "the ttl ran out" } else { "" };
+    // Condition messages must not be empty: the API server rejects them.
+    let expired_message = if expired {
+        "the ttl ran out"
+    } else {
+        "the ttl has not run out"
+    };
     let expired_reason = if expired { "TTLReached" } else { "Live" };
     set_condition(
         c,
@@ -236,7 +241,11 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         generation,
         now,
     );
-    let reconciling_message = if reconciling { message.as_str() } else { "" };
+    let reconciling_message = if reconciling {
+        message.as_str()
+    } else {
+        "nothing in progress"
+    };
     set_condition(
         c,
         RECONCILING,
@@ -246,7 +255,11 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         generation,
         now,
     );
-    let stalled_message = if stalled { message.as_str() } else { "" };
+    let stalled_message = if stalled {
+        message.as_str()
+    } else {
+        "no problem found"
+    };
     set_condition(
         c,
         STALLED,
@@ -418,6 +431,10 @@ mod tests {
         assert_eq!(cond(&expired, INJECTED), ("False", "Removed"));
         assert_eq!(expired.ended_at, Some(Time(at("2026-11-23T11:00:00Z"))));
         assert!(expired.pods.is_empty());
+        assert!(
+            expired.conditions.iter().all(|c| !c.message.is_empty()),
+            "the API server rejects empty condition messages"
+        );
     }
 
     #[test]
