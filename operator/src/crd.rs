@@ -55,9 +55,18 @@ pub struct DebugSessionSpec {
     #[serde(default)]
     pub mode: Mode,
 
+    /// Which pods of a workload an Ephemeral session debugs: One (the default) or All
+    /// (at most 10). Copy mode always copies one pod; Sidecar mode changes the template.
+    #[serde(default)]
+    pub pods: PodSelection,
+
     /// The debugger container: image, command and security profile.
     #[serde(default)]
     pub debugger: Debugger,
+
+    /// What happens to the target when the session ends.
+    #[serde(default)]
+    pub teardown: Teardown,
 
     /// How long the session lives, counted from its creation, as a duration such as `30m`,
     /// `1h` or `1h30m` (units h, m, s). When it runs out the debugger is removed and the
@@ -147,6 +156,39 @@ impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
     }
+}
+
+/// Which pods of a workload a session debugs.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PodSelection {
+    /// The first running pod, by name.
+    #[default]
+    One,
+    /// Every running pod, at most 10.
+    All,
+}
+
+/// What happens to the target when the session ends.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Teardown {
+    /// Ephemeral containers cannot be removed from a pod. The debugger is always stopped;
+    /// then Leave (the default) leaves the stopped container in the pod and says so in
+    /// status, Label labels the pod `debug.shellcar.dev/ephemeral-debugged=true`, and
+    /// Recycle evicts the pod through the Eviction API (respecting PodDisruptionBudgets)
+    /// so that its controller replaces it; Recycle is refused for a pod that no
+    /// controller owns.
+    #[serde(default)]
+    pub ephemeral: EphemeralTeardown,
+}
+
+/// What happens to a pod whose ephemeral debugger was stopped.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum EphemeralTeardown {
+    #[default]
+    Leave,
+    Label,
+    Recycle,
 }
 
 /// The debugger container.
@@ -245,6 +287,11 @@ pub struct DebugSessionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub pods: Vec<DebugPod>,
+
+    /// What the session left behind after teardown, and why: for example a stopped
+    /// ephemeral container, which Kubernetes cannot remove from a pod.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<String>,
 }
 
 /// Phases of a session.
@@ -300,6 +347,9 @@ pub struct DebugPod {
     pub ready: bool,
     /// The command that attaches a terminal to the debugger.
     pub attach: String,
+    /// For a Copy session, the pod this one is a copy of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
 }
 
 #[cfg(test)]

@@ -7,8 +7,11 @@
 pub mod attach;
 pub mod cli;
 pub mod controller;
+pub mod copy;
 pub mod crd;
+pub mod ephemeral;
 pub mod inject;
+pub mod modes;
 pub mod naming;
 pub mod profile;
 pub mod reconcile;

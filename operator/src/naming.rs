@@ -21,6 +21,13 @@ pub const CONTROLLER_MANAGER: &str = "shellcar";
 /// Prefix of annotations naming the sessions that debug a pod template.
 pub const SESSION_ANNOTATION_PREFIX: &str = "debug.shellcar.dev/";
 
+/// Annotation of a Copy session's pod naming the pod it copies. Outside the session
+/// annotation prefix, which maps pods to sessions.
+pub const COPY_OF_ANNOTATION: &str = "shellcar.dev/copy-of";
+
+/// Label that the Label teardown policy leaves on a pod with a stopped ephemeral debugger.
+pub const EPHEMERAL_DEBUGGED_LABEL: &str = "debug.shellcar.dev/ephemeral-debugged";
+
 /// Eight hex digits of SHA-256 of `s`.
 fn short_hash(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());
@@ -60,6 +67,12 @@ pub fn container_name(session: &str) -> String {
     } else {
         format!("{PREFIX}-{part}-{}", short_hash(session))
     }
+}
+
+/// Name of the pod that a Copy session creates. The container name's rules (a DNS label,
+/// unique per session) suit a pod name too.
+pub fn copy_name(session: &str) -> String {
+    container_name(session)
 }
 
 /// Server-side apply field manager of session `session`: `shellcar.dev/<name>`.

@@ -5,22 +5,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tokio::sync::OnceCell;
+use tracing::{instrument, warn};
 
-use crate::crd::{DebugSession, DebugSessionStatus, Phase, ResolvedTarget, TargetKind};
+use crate::crd::{DebugSession, DebugSessionStatus, Mode, Phase, TargetKind};
+use crate::modes::{self, Outcome};
 use crate::status::{self, Facts, Situation};
 use crate::telemetry::Metrics;
-use crate::validate::{self, Invalid, Policy};
-use crate::workload::{self, Rollout, Workload};
-use crate::{inject, naming, ttl};
+use crate::validate::{self, Capabilities, Policy};
+use crate::workload;
+use crate::{naming, ttl};
 
 /// Errors of one reconciliation. All of them are transient: the session is retried with
 /// backoff. Problems with the spec are not errors but a Failed status.
@@ -48,6 +49,18 @@ pub enum Error {
     Pods(#[source] kube::Error),
     #[error("writing the status")]
     Status(#[source] kube::Error),
+    #[error("{action} pod {pod}")]
+    Pod {
+        action: &'static str,
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("stopping the debugger in pod {pod}: {message}")]
+    Stop { pod: String, message: String },
+    #[error("discovering what the cluster serves")]
+    Discovery(#[source] kube::Error),
+
     #[error("managing the finalizer")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -62,6 +75,10 @@ impl Error {
             Error::Teardown { .. } => "TeardownFailed",
             Error::Pods(_) => "PodListFailed",
             Error::Status(_) => "StatusWriteFailed",
+            Error::Pod { .. } => "PodOperationFailed",
+            Error::Stop { .. } => "StopFailed",
+            Error::Discovery(_) => "DiscoveryFailed",
+
             Error::Finalizer(_) => "FinalizerFailed",
         }
     }
@@ -75,6 +92,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per session, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DebugSession>, u32>>,
+    /// What the cluster serves, discovered on first use.
+    capabilities: OnceCell<Capabilities>,
 }
 
 impl Context {
@@ -85,13 +104,25 @@ impl Context {
             policy,
             metrics,
             failures: Mutex::default(),
+            capabilities: OnceCell::new(),
         }
+    }
+
+    /// What the cluster serves; discovered once, retried until discovery succeeds.
+    pub async fn capabilities(&self) -> Result<Capabilities, Error> {
+        self.capabilities
+            .get_or_try_init(|| modes::discover(&self.client))
+            .await
+            .copied()
     }
 }
 
 /// How long to wait before retrying a session whose target is missing. Watches on the
 /// workloads wake the session as soon as the target appears; this is only a safety net.
 const MISSING_TARGET_RETRY: Duration = Duration::from_secs(300);
+
+/// Pods are not watched by name, so a missing Pod target is looked for every 30 s.
+const MISSING_POD_RETRY: Duration = Duration::from_secs(30);
 
 /// Reconciles one session.
 #[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().unwrap_or_default()))]
@@ -160,17 +191,16 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     let name = session.name_any();
     let old = session.status.clone().unwrap_or_default();
     let spec = &session.spec;
-    let container = naming::container_name(&name);
-    let manager = naming::field_manager(&name);
     let now = now();
     let mut facts = Facts {
         generation: session.metadata.generation,
         now,
         mode: old.mode,
         target: old.target.clone(),
-        container: container.clone(),
+        container: naming::container_name(&name),
         expires_at: None,
         situation: Situation::Expired,
+        leftovers: Vec::new(),
     };
 
     // An expired session is an audit record: nothing more happens to it.
@@ -178,12 +208,13 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         return Ok(Action::await_change());
     }
 
-    // validate (pure)
-    let plan = match validate::spec(spec, &ctx.policy) {
+    // validate (pure, given what the cluster can do)
+    let caps = ctx.capabilities().await?;
+    let plan = match validate::spec(spec, &ctx.policy, caps) {
         Ok(plan) => plan,
         Err(invalid) => {
-            teardown(ctx, ns, spec.target.kind, &spec.target.name, &manager).await?;
-            facts.situation = refused(&invalid);
+            facts.leftovers = modes::teardown(ctx, session, ns).await?;
+            facts.situation = refused(invalid.reason(), invalid.to_string());
             write_status(session, ns, ctx, &old, facts).await?;
             return Ok(Action::await_change());
         }
@@ -197,7 +228,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     let expires_at = ttl::expires_at(created, plan.ttl);
     facts.expires_at = Some(expires_at);
     let Some(remaining) = ttl::remaining(now, expires_at) else {
-        teardown(ctx, ns, spec.target.kind, &spec.target.name, &manager).await?;
+        facts.leftovers = modes::teardown(ctx, session, ns).await?;
         facts.situation = Situation::Expired;
         write_status(session, ns, ctx, &old, facts).await?;
         return Ok(Action::await_change());
@@ -205,108 +236,60 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     // Wake up exactly at expiry, unless something else wakes the session first.
     let at_expiry = Action::requeue(remaining);
 
-    // fetch
-    let kind = spec.target.kind;
-    let workload = workload::fetch(&ctx.client, ns, kind, &spec.target.name).await?;
-    let Some(workload) = workload.filter(|w| !w.deleting) else {
-        let message = match &old.target {
-            Some(t) if t.uid.is_some() => format!(
-                "{kind} {} was deleted; the session waits for it to be created again",
-                spec.target.name
-            ),
-            _ => format!("{kind} {} not found in namespace {ns}", spec.target.name),
-        };
-        facts.situation = Situation::TargetMissing { message };
-        write_status(session, ns, ctx, &old, facts).await?;
-        return Ok(Action::requeue(remaining.min(MISSING_TARGET_RETRY)));
+    // A session whose mode changed starts again from a clean target.
+    if old.mode.is_some_and(|m| m != plan.mode) {
+        facts.leftovers = modes::teardown(ctx, session, ns).await?;
+    }
+
+    // fetch, validate against the target, build, apply
+    let request = modes::Request {
+        ctx,
+        session,
+        ns,
+        name: name.clone(),
+        plan: &plan,
+        container: facts.container.clone(),
+        manager: naming::field_manager(&name),
+        lifetime_secs: remaining.as_secs(),
+        previous_target: old.target.as_ref(),
     };
-    facts.target = Some(ResolvedTarget {
-        kind,
-        name: workload.name.clone(),
-        uid: workload.uid.clone(),
-    });
-    if let Some(previous) = old.target.as_ref().and_then(|t| t.uid.as_ref())
-        && workload.uid.as_ref() != Some(previous)
-    {
-        publish(
-            ctx,
-            session,
-            EventType::Warning,
-            "TargetRecreated",
-            format!(
-                "{kind} {} was deleted and created again; injecting into the new one",
-                workload.name
-            ),
-        )
-        .await;
-    }
-    if let Err(invalid) = validate::target(spec, &workload) {
-        teardown(ctx, ns, kind, &workload.name, &manager).await?;
-        facts.situation = refused(&invalid);
-        write_status(session, ns, ctx, &old, facts).await?;
-        return Ok(at_expiry);
-    }
-
-    // build (pure)
-    let debugger = inject::debugger_container(&spec.debugger, &container, &plan.image);
-    let template_spec = workload.template.spec.as_ref();
-    let claim_sharing = inject::claims_share_process_namespace(
-        template_spec.and_then(|s| s.share_process_namespace),
-        &workload.managed_fields,
-    );
-    let intent = inject::sidecar_intent(kind, &workload.name, &name, &debugger, claim_sharing);
-
-    // apply
-    let api = workload_api(ctx, ns, kind);
-    match api
-        .patch(
-            &workload.name,
-            &PatchParams::apply(&manager),
-            &Patch::Apply(&intent),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            facts.situation = Situation::Refused {
-                reason: "Conflict",
-                message: format!(
-                    "{kind} {}: another field manager owns a field the debugger needs: {}",
-                    workload.name, status.message
-                ),
-            };
-            write_status(session, ns, ctx, &old, facts).await?;
-            return Ok(at_expiry);
-        }
-        Err(source) => {
-            return Err(Error::Apply {
-                kind,
-                name: workload.name.clone(),
-                source,
-            });
-        }
-    }
+    let outcome = match plan.mode {
+        Mode::Auto | Mode::Sidecar => modes::sidecar(&request).await?,
+        Mode::Ephemeral => modes::ephemeral(&request, caps).await?,
+        Mode::Copy => modes::copy(&request).await?,
+    };
 
     // status
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default().labels(naming::DEBUGGED_LABEL))
-        .await
-        .map_err(Error::Pods)?;
-    let pods = status::debug_pods(&pods.items, ns, &name, &container);
-    facts.situation = Situation::Injected {
-        note: rollout_note(&workload, pods.is_empty()),
-        pods,
+    let action = match outcome {
+        Outcome::Applied { target, pods, note } => {
+            facts.target = Some(target);
+            facts.situation = Situation::Injected { pods, note };
+            at_expiry
+        }
+        Outcome::Missing { message } => {
+            facts.situation = Situation::TargetMissing { message };
+            // Workloads are watched; a missing Pod target is looked for again sooner.
+            let retry = if spec.target.kind.is_workload() {
+                MISSING_TARGET_RETRY
+            } else {
+                MISSING_POD_RETRY
+            };
+            Action::requeue(remaining.min(retry))
+        }
+        Outcome::Refused { reason, message } => {
+            facts.leftovers = modes::teardown(ctx, session, ns).await?;
+            facts.situation = refused(reason, message);
+            at_expiry
+        }
     };
     write_status(session, ns, ctx, &old, facts).await?;
-    Ok(at_expiry)
+    Ok(action)
 }
 
 /// The session is being deleted: remove its debugger, then let it go.
 async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let name = session.name_any();
-    let spec = &session.spec;
-    let manager = naming::field_manager(&name);
-    teardown(ctx, ns, spec.target.kind, &spec.target.name, &manager).await?;
+    let leftovers = modes::teardown(ctx, session, ns).await?;
     let old = session.status.clone().unwrap_or_default();
     if old.phase != Some(Phase::Expired) {
         let facts = Facts {
@@ -317,6 +300,7 @@ async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Acti
             container: naming::container_name(&name),
             expires_at: old.expires_at.as_ref().map(|t| t.0),
             situation: Situation::Ended,
+            leftovers,
         };
         write_status(session, ns, ctx, &old, facts).await?;
     }
@@ -324,64 +308,8 @@ async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Acti
     Ok(Action::await_change())
 }
 
-/// Removes everything `manager` owns on the target, if the target exists and the manager
-/// owns anything. Idempotent: after a crash at any point, running it again is safe.
-async fn teardown(
-    ctx: &Context,
-    ns: &str,
-    kind: TargetKind,
-    name: &str,
-    manager: &str,
-) -> Result<(), Error> {
-    let Some(workload) = workload::fetch(&ctx.client, ns, kind, name).await? else {
-        return Ok(());
-    };
-    if !inject::has_fields(&workload.managed_fields, manager) {
-        return Ok(());
-    }
-    workload_api(ctx, ns, kind)
-        .patch(
-            name,
-            &PatchParams::apply(manager),
-            &Patch::Apply(inject::empty_intent(kind, name)),
-        )
-        .await
-        .map_err(|source| Error::Teardown {
-            kind,
-            name: name.to_owned(),
-            source,
-        })?;
-    info!(%kind, %name, %manager, "removed the debugger");
-    Ok(())
-}
-
-fn workload_api(ctx: &Context, ns: &str, kind: TargetKind) -> Api<DynamicObject> {
-    match workload::api_resource(kind) {
-        Some(resource) => Api::namespaced_with(ctx.client.clone(), ns, &resource),
-        // Pods are refused by validation before anything is applied to them.
-        None => Api::namespaced_with(
-            ctx.client.clone(),
-            ns,
-            &kube::api::ApiResource::erase::<Pod>(&()),
-        ),
-    }
-}
-
-fn refused(invalid: &Invalid) -> Situation {
-    Situation::Refused {
-        reason: invalid.reason(),
-        message: invalid.to_string(),
-    }
-}
-
-/// What a person should know when the template changed but pods may not follow.
-fn rollout_note(workload: &Workload, no_pods: bool) -> Option<String> {
-    (workload.rollout == Rollout::OnDelete && no_pods).then(|| {
-        format!(
-            "{} {} replaces pods only when they are deleted: delete a pod to get the debugger",
-            workload.kind, workload.name
-        )
-    })
+fn refused(reason: &'static str, message: String) -> Situation {
+    Situation::Refused { reason, message }
 }
 
 /// Writes the next status if it differs from the current one, and publishes the Event of
@@ -424,7 +352,7 @@ async fn write_status(
 }
 
 /// Publishes an Event on the session; a failure to do so is logged, not fatal.
-async fn publish(
+pub async fn publish(
     ctx: &Context,
     session: &DebugSession,
     type_: EventType,

@@ -52,6 +52,8 @@ pub struct Facts {
     pub container: String,
     pub expires_at: Option<Timestamp>,
     pub situation: Situation,
+    /// What teardown left behind (added to what earlier teardowns reported).
+    pub leftovers: Vec<String>,
 }
 
 fn time(t: Timestamp) -> Time {
@@ -104,6 +106,7 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         container,
         expires_at,
         situation,
+        leftovers,
     } = facts;
     let target_text = target
         .as_ref()
@@ -118,8 +121,14 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         started_at: old.started_at.clone(),
         expires_at: expires_at.map(time),
         ended_at: None,
+        leftovers: old.leftovers.clone(),
         ..Default::default()
     };
+    for line in leftovers {
+        if !status.leftovers.contains(&line) {
+            status.leftovers.push(line);
+        }
+    }
     // (phase, ready, ready reason, injected, injected reason, reconciling, stalled, message)
     let (phase, ready, ready_reason, injected, injected_reason, reconciling, stalled, message) =
         match &situation {
@@ -318,11 +327,17 @@ pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str)
             continue;
         }
         let name = pod.name_any();
+        // Sidecar and Copy debuggers are containers, Ephemeral ones ephemeral containers.
         let ready = pod
             .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.name == container))
+            .iter()
+            .flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.ephemeral_container_statuses.iter().flatten())
+            })
+            .find(|c| c.name == container)
             .and_then(|c| c.state.as_ref())
             .is_some_and(|s| s.running.is_some());
         found.insert(
@@ -330,6 +345,7 @@ pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str)
             DebugPod {
                 attach: naming::attach_command(namespace, &name, container),
                 container: container.to_owned(),
+                copy_of: pod.annotations().get(naming::COPY_OF_ANNOTATION).cloned(),
                 name,
                 ready,
             },
@@ -360,6 +376,7 @@ mod tests {
             container: "shellcar-dbg-1".to_owned(),
             expires_at: Some(at("2026-11-23T11:00:00Z")),
             situation,
+            leftovers: vec![],
         }
     }
 
@@ -369,6 +386,7 @@ mod tests {
             container: "shellcar-dbg-1".to_owned(),
             ready,
             attach: format!("kubectl attach -it -n shop {name} -c shellcar-dbg-1"),
+            copy_of: None,
         }
     }
 
@@ -521,6 +539,46 @@ mod tests {
             "{}",
             t.note
         );
+    }
+
+    #[test]
+    fn leftovers_accumulate_without_repeats() {
+        let mut f = facts(Situation::Expired, "2026-11-23T11:00:00Z");
+        f.leftovers = vec!["pod web-1 keeps a stopped ephemeral container".to_owned()];
+        let first = next(&DebugSessionStatus::default(), f.clone());
+        f.leftovers.push("pod web-2 was evicted".to_owned());
+        let second = next(&first, f);
+        assert_eq!(
+            second.leftovers,
+            [
+                "pod web-1 keeps a stopped ephemeral container",
+                "pod web-2 was evicted"
+            ]
+        );
+    }
+
+    #[test]
+    fn ephemeral_debuggers_and_copies_are_listed() {
+        let pods: Vec<Pod> = serde_yaml::from_str(
+            r#"
+- metadata:
+    name: web-1
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+  status:
+    ephemeralContainerStatuses:
+    - {name: shellcar-dbg-1, image: b, imageID: "", ready: false, restartCount: 0, state: {running: {}}}
+- metadata:
+    name: shellcar-dbg-1
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg, shellcar.dev/copy-of: web-2}
+"#,
+        )
+        .unwrap();
+        let found = debug_pods(&pods, "shop", "dbg", "shellcar-dbg-1");
+        assert_eq!(found[0].name, "shellcar-dbg-1");
+        assert_eq!(found[0].copy_of.as_deref(), Some("web-2"));
+        assert!(!found[0].ready);
+        assert_eq!(found[1].name, "web-1");
+        assert!(found[1].ready);
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use crate::crd::{DebugSessionSpec, Mode, TargetKind};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, PodSelection, TargetKind};
 use crate::ttl::{self, TtlError};
 use crate::workload::Workload;
 
@@ -19,6 +22,18 @@ pub struct Policy {
     /// Image prefixes a debugger may use; empty allows every image.
     pub allowed_images: Vec<String>,
 }
+
+/// What the cluster can do, found out once by discovery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The `pods/ephemeralcontainers` subresource is served.
+    pub ephemeral_containers: bool,
+    /// The API server predates 1.22 and takes an `EphemeralContainers` body.
+    pub legacy_ephemeral_api: bool,
+}
+
+/// Most pods an Ephemeral session with `pods: All` debugs.
+pub const MAX_PODS: usize = 10;
 
 /// A session the operator can carry out.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,9 +49,19 @@ pub enum Invalid {
     #[error(transparent)]
     Ttl(#[from] TtlError),
     #[error(
-        "{mode} mode for a {kind} target is not supported yet; use a Deployment, StatefulSet, DaemonSet or ReplicaSet target with mode Auto or Sidecar"
+        "Sidecar mode changes a pod template, which a {kind} does not have; use mode Ephemeral or Copy for a Pod"
     )]
-    Unsupported { mode: Mode, kind: TargetKind },
+    SidecarNeedsWorkload { kind: TargetKind },
+    #[error(
+        "this cluster does not serve ephemeral containers (feature gate EphemeralContainers is off before 1.23); use mode Copy"
+    )]
+    EphemeralUnavailable,
+    #[error("Copy mode copies one pod; set pods: One or use mode Ephemeral")]
+    CopyOnePod,
+    #[error(
+        "teardown.ephemeral: Recycle evicts the pod so that its controller replaces it, but pod {pod} has no controller; use Leave or Label"
+    )]
+    RecycleBarePod { pod: String },
     #[error("image {image:?} is not allowed; allowed image prefixes: {allowed}")]
     ImageNotAllowed { image: String, allowed: String },
     #[error("{kind} {name} has no container {container:?}; it has: {found}")]
@@ -67,7 +92,9 @@ impl Invalid {
         match self {
             Invalid::Ttl(TtlError::TooLong { .. }) => "TTLTooLong",
             Invalid::Ttl(_) => "InvalidTTL",
-            Invalid::Unsupported { .. } => "NotSupported",
+            Invalid::SidecarNeedsWorkload { .. } | Invalid::CopyOnePod => "NotSupported",
+            Invalid::EphemeralUnavailable => "EphemeralUnavailable",
+            Invalid::RecycleBarePod { .. } => "RecycleBarePod",
             Invalid::ImageNotAllowed { .. } => "ImageNotAllowed",
             Invalid::ContainerNotFound { .. } => "ContainerNotFound",
             Invalid::ManagedTarget { .. } => "ManagedTarget",
@@ -77,14 +104,23 @@ impl Invalid {
     }
 }
 
-/// Checks the session's own fields.
-pub fn spec(spec: &DebugSessionSpec, policy: &Policy) -> Result<Plan, Invalid> {
+/// Checks the session's own fields and resolves its mode.
+pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Result<Plan, Invalid> {
     let ttl = ttl::parse(&spec.ttl, policy.max_ttl)?;
     let kind = spec.target.kind;
     let mode = match (spec.mode, kind.is_workload()) {
         (Mode::Auto | Mode::Sidecar, true) => Mode::Sidecar,
-        (mode, _) => return Err(Invalid::Unsupported { mode, kind }),
+        (Mode::Sidecar, false) => return Err(Invalid::SidecarNeedsWorkload { kind }),
+        (Mode::Auto, false) if caps.ephemeral_containers => Mode::Ephemeral,
+        (Mode::Auto, false) => Mode::Copy,
+        (Mode::Ephemeral, _) if !caps.ephemeral_containers => {
+            return Err(Invalid::EphemeralUnavailable);
+        }
+        (mode, _) => mode,
     };
+    if mode == Mode::Copy && spec.pods == PodSelection::All {
+        return Err(Invalid::CopyOnePod);
+    }
     let image = spec
         .debugger
         .image
@@ -99,6 +135,22 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy) -> Result<Plan, Invalid> {
         });
     }
     Ok(Plan { mode, ttl, image })
+}
+
+/// Checks the pods an Ephemeral session is about to debug.
+pub fn pods(spec: &DebugSessionSpec, pods: &[Pod]) -> Result<(), Invalid> {
+    if spec.teardown.ephemeral == EphemeralTeardown::Recycle
+        && let Some(bare) = pods.iter().find(|p| {
+            !p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true))
+        })
+    {
+        return Err(Invalid::RecycleBarePod {
+            pod: bare.name_any(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks the session against the workload it targets.
@@ -162,9 +214,23 @@ metadata: {name: web}
 spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
 "#;
 
+    const EPHEMERAL: Capabilities = Capabilities {
+        ephemeral_containers: true,
+        legacy_ephemeral_api: true,
+    };
+    const NO_EPHEMERAL: Capabilities = Capabilities {
+        ephemeral_containers: false,
+        legacy_ephemeral_api: true,
+    };
+
     #[test]
     fn auto_on_a_workload_is_sidecar_with_the_default_image() {
-        let plan = spec(&session("target: {kind: Deployment, name: web}"), &policy()).unwrap();
+        let plan = spec(
+            &session("target: {kind: Deployment, name: web}"),
+            &policy(),
+            EPHEMERAL,
+        )
+        .unwrap();
         assert_eq!(
             plan,
             Plan {
@@ -175,17 +241,48 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
         );
     }
 
+    fn mode(yaml: &str, caps: Capabilities) -> Result<Mode, &'static str> {
+        spec(&session(yaml), &policy(), caps)
+            .map(|p| p.mode)
+            .map_err(|e| e.reason())
+    }
+
     #[test]
-    fn pods_and_other_modes_are_not_supported_yet() {
-        for yaml in [
-            "target: {kind: Pod, name: p}",
-            "{target: {kind: Deployment, name: web}, mode: Ephemeral}",
-            "{target: {kind: Deployment, name: web}, mode: Copy}",
-            "{target: {kind: Pod, name: p}, mode: Sidecar}",
-        ] {
-            let err = spec(&session(yaml), &policy()).unwrap_err();
-            assert_eq!(err.reason(), "NotSupported", "{yaml}");
-        }
+    fn auto_picks_ephemeral_for_pods_where_the_cluster_has_it() {
+        let pod = "target: {kind: Pod, name: p}";
+        assert_eq!(mode(pod, EPHEMERAL), Ok(Mode::Ephemeral));
+        assert_eq!(mode(pod, NO_EPHEMERAL), Ok(Mode::Copy));
+        let explicit = "{target: {kind: Deployment, name: web}, mode: Ephemeral}";
+        assert_eq!(mode(explicit, EPHEMERAL), Ok(Mode::Ephemeral));
+        assert_eq!(mode(explicit, NO_EPHEMERAL), Err("EphemeralUnavailable"));
+        let copy = "{target: {kind: Deployment, name: web}, mode: Copy}";
+        assert_eq!(mode(copy, NO_EPHEMERAL), Ok(Mode::Copy));
+    }
+
+    #[test]
+    fn impossible_combinations_are_refused() {
+        let sidecar_pod = "{target: {kind: Pod, name: p}, mode: Sidecar}";
+        assert_eq!(mode(sidecar_pod, EPHEMERAL), Err("NotSupported"));
+        let copy_all = "{target: {kind: Deployment, name: web}, mode: Copy, pods: All}";
+        assert_eq!(mode(copy_all, EPHEMERAL), Err("NotSupported"));
+    }
+
+    #[test]
+    fn recycle_needs_pods_with_a_controller() {
+        let recycle = session("{target: {kind: Pod, name: p}, teardown: {ephemeral: Recycle}}");
+        let bare: Pod = serde_yaml::from_str("metadata: {name: p}").unwrap();
+        let owned: Pod = serde_yaml::from_str(
+            "metadata: {name: q, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: r, uid: u, controller: true}]}",
+        )
+        .unwrap();
+        assert_eq!(
+            pods(&recycle, &[owned.clone(), bare.clone()])
+                .unwrap_err()
+                .reason(),
+            "RecycleBarePod"
+        );
+        assert!(pods(&recycle, &[owned]).is_ok());
+        assert!(pods(&session("target: {kind: Pod, name: p}"), &[bare]).is_ok());
     }
 
     #[test]
@@ -193,6 +290,7 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
         let long = spec(
             &session("{target: {kind: Deployment, name: web}, ttl: 48h}"),
             &policy(),
+            EPHEMERAL,
         )
         .unwrap_err();
         assert_eq!(long.reason(), "TTLTooLong");
@@ -203,6 +301,7 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
         let bad = spec(
             &session("{target: {kind: Deployment, name: web}, ttl: soon}"),
             &policy(),
+            EPHEMERAL,
         )
         .unwrap_err();
         assert_eq!(bad.reason(), "InvalidTTL");
@@ -214,12 +313,17 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
             allowed_images: vec!["registry.example/tools/".to_owned()],
             ..policy()
         };
-        let err = spec(&session("target: {kind: Deployment, name: web}"), &policy).unwrap_err();
+        let err = spec(
+            &session("target: {kind: Deployment, name: web}"),
+            &policy,
+            EPHEMERAL,
+        )
+        .unwrap_err();
         assert_eq!(err.reason(), "ImageNotAllowed");
         let ok = session(
             "{target: {kind: Deployment, name: web}, debugger: {image: registry.example/tools/shell:1}}",
         );
-        assert!(spec(&ok, &policy).is_ok());
+        assert!(spec(&ok, &policy, EPHEMERAL).is_ok());
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Workload {
     pub controller: Option<OwnerReference>,
     pub rollout: Rollout,
     pub deleting: bool,
+    /// The workload's `spec.selector.matchLabels` as a label selector, e.g. `app=web`.
+    pub selector: Option<String>,
 }
 
 /// The API resource of a workload kind; `None` for Pods, which have no template.
@@ -77,7 +79,19 @@ impl Workload {
             (TargetKind::ReplicaSet, _) | (_, Some("OnDelete")) => Rollout::OnDelete,
             _ => Rollout::Automatic,
         };
+        let selector = spec
+            .and_then(|s| s.get("selector"))
+            .and_then(|s| s.get("matchLabels"))
+            .and_then(|m| m.as_object())
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
         Ok(Workload {
+            selector,
             kind,
             uid: obj.uid(),
             template,
@@ -159,6 +173,7 @@ spec:
         assert_eq!(w.uid.as_deref(), Some("u-1"));
         assert_eq!(w.rollout, Rollout::Automatic);
         assert_eq!(w.container_names(), ["nginx", "init"]);
+        assert_eq!(w.selector.as_deref(), Some("app=web"));
         assert!(w.controller.is_none());
     }
 
