@@ -1,0 +1,166 @@
+//! DebugSessions: building, creating, waiting for a status, deleting.
+
+use anyhow::{Context as _, Result, anyhow};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use shellcar::crd::{DebugPod, DebugSession, DebugSessionSpec, Phase, TargetKind};
+
+use crate::events::Events;
+use crate::{Cluster, TIMEOUT};
+
+/// A session on `kind`/`target` with the default debugger (the operator's default image),
+/// built as a user writes it: fields left out get the CRD's defaults.
+pub fn session(name: &str, kind: TargetKind, target: &str, ttl: &str) -> Result<DebugSession> {
+    // From JSON rather than a struct literal, so that fields added to the spec later get
+    // their defaults here too.
+    let spec: DebugSessionSpec = serde_json::from_value(serde_json::json!({
+        "target": {"kind": kind, "name": target},
+        "ttl": ttl,
+    }))
+    .context("building a DebugSession spec")?;
+    Ok(DebugSession::new(name, spec))
+}
+
+/// Handle on the DebugSessions of one namespace.
+pub struct Sessions {
+    pub namespace: String,
+    pub api: Api<DebugSession>,
+    raw: Api<DynamicObject>,
+    cluster: Cluster,
+}
+
+impl Sessions {
+    pub fn new(cluster: &Cluster, namespace: &str) -> Sessions {
+        let client: Client = cluster.client.clone();
+        Sessions {
+            namespace: namespace.to_owned(),
+            api: Api::namespaced(client.clone(), namespace),
+            raw: Api::namespaced_with(client, namespace, &ApiResource::erase::<DebugSession>(&())),
+            cluster: cluster.clone(),
+        }
+    }
+
+    pub async fn create(&self, session: &DebugSession) -> Result<DebugSession> {
+        self.api
+            .create(&PostParams::default(), session)
+            .await
+            .with_context(|| format!("creating DebugSession {}", session.name_any()))
+    }
+
+    /// Creates a session from raw JSON, as `kubectl apply` would send it; the error is the
+    /// API server's, so tests can check that the schema refused it.
+    pub async fn create_raw(&self, object: Value) -> Result<DynamicObject, kube::Error> {
+        let object: DynamicObject =
+            serde_json::from_value(object).map_err(kube::Error::SerdeError)?;
+        self.raw.create(&PostParams::default(), &object).await
+    }
+
+    /// Waits until session `name` satisfies `pred`, watching it; returns it.
+    ///
+    /// On timeout the error shows the session's status, its Events and the operator's log.
+    pub async fn wait(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&DebugSession) -> bool,
+    ) -> Result<DebugSession> {
+        let cond = |s: Option<&DebugSession>| s.is_some_and(&pred);
+        let found =
+            tokio::time::timeout(TIMEOUT, await_condition(self.api.clone(), name, cond)).await;
+        match found {
+            Ok(Ok(Some(session))) => Ok(session),
+            Ok(Ok(None)) => Err(anyhow!("DebugSession {name} is gone, waiting for {what}")),
+            Ok(Err(e)) => Err(e).with_context(|| format!("watching DebugSession {name}")),
+            Err(_) => Err(self.timed_out(name, what).await),
+        }
+    }
+
+    /// Waits until the session is Active with a Ready pod, and returns it.
+    pub async fn wait_active(&self, name: &str) -> Result<DebugSession> {
+        self.wait(name, "phase Active with Ready=True and a ready pod", |s| {
+            phase(s) == Some(Phase::Active)
+                && condition_is(s, "Ready", "True")
+                && !ready_pods(s).is_empty()
+        })
+        .await
+    }
+
+    /// Deletes the session and waits until it is gone, i.e. the operator has torn it down
+    /// and released its finalizer.
+    pub async fn delete_and_wait_gone(&self, name: &str) -> Result<()> {
+        let uid = self.delete(name).await?;
+        self.wait_gone(name, &uid).await
+    }
+
+    /// Asks for the session's deletion and returns its UID, for [`Sessions::wait_gone`].
+    pub async fn delete(&self, name: &str) -> Result<String> {
+        let session = self.api.get(name).await?;
+        self.api
+            .delete(name, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting DebugSession {name}"))?;
+        Ok(session.uid().unwrap_or_default())
+    }
+
+    /// Waits until the session with `uid` is gone.
+    pub async fn wait_gone(&self, name: &str, uid: &str) -> Result<()> {
+        let gone = tokio::time::timeout(
+            TIMEOUT,
+            await_condition(self.api.clone(), name, conditions::is_deleted(uid)),
+        )
+        .await;
+        match gone {
+            Ok(result) => result.map(|_| ()).context("watching the deletion"),
+            Err(_) => Err(self
+                .timed_out(name, "its deletion (teardown, then the finalizer released)")
+                .await),
+        }
+    }
+
+    async fn timed_out(&self, name: &str, what: &str) -> anyhow::Error {
+        let state = match self.api.get_opt(name).await {
+            Ok(Some(s)) => serde_yaml::to_string(&s).unwrap_or_default(),
+            Ok(None) => "(gone)".to_owned(),
+            Err(e) => format!("(cannot read it: {e})"),
+        };
+        let events = Events::new(&self.cluster.client, &self.namespace)
+            .for_object("DebugSession", name)
+            .await
+            .map(|es| format!("{es:#?}"))
+            .unwrap_or_else(|e| format!("(cannot list events: {e})"));
+        let log = self.cluster.operator_log_tail().await;
+        anyhow!(
+            "timed out after {TIMEOUT:?} waiting for DebugSession {}/{name}: {what}\n\
+             --- session ---\n{state}\n--- events ---\n{events}\n--- operator log (tail) ---\n{log}",
+            self.namespace
+        )
+    }
+}
+
+pub fn phase(session: &DebugSession) -> Option<Phase> {
+    session.status.as_ref().and_then(|s| s.phase)
+}
+
+pub fn condition<'a>(session: &'a DebugSession, type_: &str) -> Option<&'a Condition> {
+    session
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+/// True when condition `type_` has status `status` ("True" or "False").
+pub fn condition_is(session: &DebugSession, type_: &str, status: &str) -> bool {
+    condition(session, type_).is_some_and(|c| c.status == status)
+}
+
+/// The pods in the session's status whose debugger is running.
+pub fn ready_pods(session: &DebugSession) -> Vec<DebugPod> {
+    session
+        .status
+        .as_ref()
+        .map(|s| s.pods.iter().filter(|p| p.ready).cloned().collect())
+        .unwrap_or_default()
+}

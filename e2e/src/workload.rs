@@ -1,0 +1,262 @@
+//! The workloads that tests debug: an nginx Deployment, its rollouts, template and pods.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::TIMEOUT;
+use crate::cluster::{is_ready, pod_summary};
+use crate::wait::{Polled, poll};
+
+/// The nginx image the cluster scripts build from Debian's nginx (`worker_processes 1`).
+pub const NGINX_IMAGE: &str = "shellcar.local/nginx:1.22";
+/// Name of the application container of [`nginx_deployment`].
+pub const NGINX_CONTAINER: &str = "nginx";
+/// Prefix of every debugger container name.
+pub const DEBUGGER_PREFIX: &str = "shellcar-";
+/// Prefix of shellcar's labels and annotations.
+pub const SHELLCAR_KEY_PREFIX: &str = "debug.shellcar.dev/";
+
+/// A Deployment `name` of real nginx, pods labelled `app=<name>`. Grace period is short
+/// so that rollouts do not wait for slow terminations.
+pub fn nginx_deployment(name: &str, replicas: i32) -> Result<Deployment> {
+    let value = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": NGINX_CONTAINER,
+                        "image": NGINX_IMAGE,
+                        "imagePullPolicy": "IfNotPresent",
+                        "ports": [{"containerPort": 80}],
+                    }],
+                },
+            },
+        },
+    });
+    Ok(serde_json::from_value(value)?)
+}
+
+/// Handle on the Deployments and pods of one namespace.
+#[derive(Clone)]
+pub struct Workloads {
+    pub namespace: String,
+    pub deployments: Api<Deployment>,
+    pub pods: Api<Pod>,
+    raw: Api<DynamicObject>,
+}
+
+impl Workloads {
+    pub fn new(client: &Client, namespace: &str) -> Workloads {
+        Workloads {
+            namespace: namespace.to_owned(),
+            deployments: Api::namespaced(client.clone(), namespace),
+            pods: Api::namespaced(client.clone(), namespace),
+            raw: Api::namespaced_with(
+                client.clone(),
+                namespace,
+                &ApiResource::erase::<Deployment>(&()),
+            ),
+        }
+    }
+
+    /// Creates the Deployment as a user would (field manager `shellcar-e2e`) and waits
+    /// until it has rolled out.
+    pub async fn create_deployment(&self, deployment: &Deployment) -> Result<Deployment> {
+        let name = deployment.name_any();
+        let params = PostParams {
+            field_manager: Some("shellcar-e2e".to_owned()),
+            ..PostParams::default()
+        };
+        self.deployments
+            .create(&params, deployment)
+            .await
+            .with_context(|| format!("creating Deployment {name}"))?;
+        self.wait_rollout(&name).await
+    }
+
+    /// Waits until the Deployment's latest spec is observed and all of its replicas are
+    /// updated and available, with no old replica left.
+    pub async fn wait_rollout(&self, name: &str) -> Result<Deployment> {
+        poll(
+            &format!("Deployment {}/{name} to roll out", self.namespace),
+            TIMEOUT,
+            || async {
+                let d = self.deployments.get(name).await?;
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let status = d.status.clone().unwrap_or_default();
+                let done = d.metadata.generation.is_some()
+                    && status.observed_generation >= d.metadata.generation
+                    && status.replicas == Some(want)
+                    && status.updated_replicas == Some(want)
+                    && status.available_replicas == Some(want)
+                    && status.ready_replicas == Some(want);
+                Ok(if done {
+                    Polled::Done(d)
+                } else {
+                    Polled::NotYet(format!(
+                        "generation {:?}, status {}",
+                        d.metadata.generation,
+                        serde_json::to_string(&status)?
+                    ))
+                })
+            },
+        )
+        .await
+    }
+
+    /// The Deployment's `.spec.template` exactly as the API server returns it.
+    pub async fn template(&self, name: &str) -> Result<Value> {
+        let raw = self
+            .raw
+            .get(name)
+            .await
+            .with_context(|| format!("reading Deployment {name}"))?;
+        Ok(raw.data["spec"]["template"].clone())
+    }
+
+    /// Pods matching `selector` that are not being deleted.
+    pub async fn live_pods(&self, selector: &str) -> Result<Vec<Pod>> {
+        let pods = self
+            .pods
+            .list(&ListParams::default().labels(selector))
+            .await?;
+        Ok(pods
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect())
+    }
+
+    /// Waits until exactly `count` live pods match `selector`, all Ready and all
+    /// satisfying `pred`; returns them.
+    pub async fn wait_pods(
+        &self,
+        selector: &str,
+        count: usize,
+        what: &str,
+        pred: impl Fn(&Pod) -> bool,
+    ) -> Result<Vec<Pod>> {
+        poll(
+            &format!("{count} Ready pods {selector} in {} {what}", self.namespace),
+            TIMEOUT,
+            || async {
+                let pods = self.live_pods(selector).await?;
+                let done = pods.len() == count && pods.iter().all(|p| is_ready(p) && pred(p));
+                Ok(if done {
+                    Polled::Done(pods)
+                } else {
+                    Polled::NotYet(format!(
+                        "{:?}",
+                        pods.iter()
+                            .map(|p| format!(
+                                "{} containers={:?}",
+                                pod_summary(p),
+                                pod_containers(p)
+                            ))
+                            .collect::<Vec<_>>()
+                    ))
+                })
+            },
+        )
+        .await
+    }
+
+    /// What a user sees of the namespace's workloads: every Deployment's generation and
+    /// template, and every pod with its UID and containers.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        for d in self.raw.list(&ListParams::default()).await? {
+            snapshot.deployments.insert(
+                d.name_any(),
+                (d.metadata.generation, d.data["spec"]["template"].clone()),
+            );
+        }
+        for p in self.pods.list(&ListParams::default()).await? {
+            snapshot.pods.insert(
+                p.name_any(),
+                (p.uid().unwrap_or_default(), pod_containers(&p)),
+            );
+        }
+        Ok(snapshot)
+    }
+}
+
+/// The Deployments and pods of a namespace at one moment; see [`Workloads::snapshot`].
+#[derive(Debug, Default, PartialEq)]
+pub struct Snapshot {
+    /// name → (generation, `.spec.template`)
+    pub deployments: BTreeMap<String, (Option<i64>, Value)>,
+    /// name → (uid, container names)
+    pub pods: BTreeMap<String, (String, Vec<String>)>,
+}
+
+/// Names of a pod's containers.
+pub fn pod_containers(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the pod shares one process namespace among its containers.
+pub fn pod_shares_processes(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.share_process_namespace)
+        .unwrap_or(false)
+}
+
+/// Names of the containers in a pod template (JSON).
+pub fn template_containers(template: &Value) -> Vec<String> {
+    template["spec"]["containers"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `.spec.shareProcessNamespace` of a pod template (JSON), if set.
+pub fn template_shares_processes(template: &Value) -> Option<bool> {
+    template["spec"]["shareProcessNamespace"].as_bool()
+}
+
+/// Everything of shellcar in a pod template: debugger containers, and labels and
+/// annotations under `debug.shellcar.dev/`.
+pub fn shellcar_traces(template: &Value) -> Vec<String> {
+    let mut traces: Vec<String> = template_containers(template)
+        .into_iter()
+        .filter(|c| c.starts_with(DEBUGGER_PREFIX))
+        .map(|c| format!("container {c}"))
+        .collect();
+    for field in ["labels", "annotations"] {
+        if let Some(map) = template["metadata"][field].as_object() {
+            traces.extend(
+                map.keys()
+                    .filter(|k| k.starts_with(SHELLCAR_KEY_PREFIX))
+                    .map(|k| format!("{field} {k}")),
+            );
+        }
+    }
+    traces
+}
+
+/// Pretty JSON, for assertion messages.
+pub fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+}

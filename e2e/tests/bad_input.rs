@@ -1,0 +1,156 @@
+//! Scenario f: bad input is refused by the schema, or gets a condition and a Warning
+//! Event; either way nothing in the namespace changes.
+
+use anyhow::{Context as _, Result, bail};
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use shellcar::crd::{DebugSession, Phase, TargetKind};
+use shellcar_e2e::Fixture;
+use shellcar_e2e::session::{condition, phase, session};
+use shellcar_e2e::workload::{Snapshot, nginx_deployment};
+
+/// A namespace with the Deployment `web`, and its snapshot.
+async fn setup(topic: &str) -> Result<(Fixture, Snapshot)> {
+    let f = Fixture::new(topic).await?;
+    f.workloads
+        .create_deployment(&nginx_deployment("web", 1)?)
+        .await?;
+    let snapshot = f.workloads.snapshot().await?;
+    Ok((f, snapshot))
+}
+
+fn raw_session(name: &str, target: Value, ttl: &str) -> Value {
+    json!({
+        "apiVersion": "debug.shellcar.dev/v1alpha1",
+        "kind": "DebugSession",
+        "metadata": {"name": name},
+        "spec": {"target": target, "ttl": ttl},
+    })
+}
+
+/// Creates `object` and checks that the API server refuses it as invalid (422), with a
+/// message naming `field`, and that no session exists afterwards.
+async fn assert_schema_refuses(f: &Fixture, object: Value, field: &str) -> Result<()> {
+    match f.sessions.create_raw(object.clone()).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422, "expected Invalid for {object}, got {e:?}");
+            assert!(
+                e.message.contains(field),
+                "the refusal of {object} does not name {field}: {}",
+                e.message
+            );
+        }
+        Err(e) => bail!("creating {object}: unexpected error {e}"),
+        Ok(_) => bail!("the API server accepted {object}"),
+    }
+    let sessions = f.sessions.api.list(&ListParams::default()).await?;
+    assert!(
+        sessions.items.is_empty(),
+        "a session exists after a refusal"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_kind_is_refused_by_the_schema() -> Result<()> {
+    let (f, before) = setup("badkind").await?;
+    let target = json!({"kind": "CronJob", "name": "web"});
+    assert_schema_refuses(&f, raw_session("cron", target, "30m"), "spec.target.kind").await?;
+    assert_eq!(f.workloads.snapshot().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_ttl_and_missing_name_are_refused_by_the_schema() -> Result<()> {
+    let (f, before) = setup("badttl").await?;
+    let target = json!({"kind": "Deployment", "name": "web"});
+    for ttl in ["20 minutes", "1d", "5", "-5m"] {
+        assert_schema_refuses(&f, raw_session("bad-ttl", target.clone(), ttl), "spec.ttl").await?;
+    }
+    let nameless = json!({"kind": "Deployment"});
+    assert_schema_refuses(
+        &f,
+        raw_session("nameless", nameless, "30m"),
+        "spec.target.name",
+    )
+    .await?;
+    assert_eq!(f.workloads.snapshot().await?, before);
+    Ok(())
+}
+
+/// Waits until the session's Ready condition is False with `reason`, in phase `expected`.
+async fn wait_refused(
+    f: &Fixture,
+    name: &str,
+    expected: Phase,
+    reason: &str,
+) -> Result<DebugSession> {
+    let what = format!("phase {expected:?} with Ready=False reason {reason}");
+    f.sessions
+        .wait(name, &what, |s| {
+            phase(s) == Some(expected)
+                && condition(s, "Ready").is_some_and(|c| c.status == "False" && c.reason == reason)
+        })
+        .await
+}
+
+#[tokio::test]
+async fn missing_target_is_pending_with_a_warning() -> Result<()> {
+    let (f, before) = setup("notarget").await?;
+    f.sessions
+        .create(&session("lost", TargetKind::Deployment, "absent", "30m")?)
+        .await?;
+    let s = wait_refused(&f, "lost", Phase::Pending, "TargetNotFound").await?;
+    let message = s
+        .status
+        .as_ref()
+        .and_then(|s| s.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("absent"),
+        "the message does not name the target: {message}"
+    );
+    f.events
+        .wait_for("DebugSession", "lost", "Warning", "TargetNotFound")
+        .await?;
+    assert_eq!(f.workloads.snapshot().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn too_long_ttl_fails_with_a_warning() -> Result<()> {
+    let (f, before) = setup("longttl").await?;
+    f.sessions
+        .create(&session("forever", TargetKind::Deployment, "web", "48h")?)
+        .await?;
+    let s = wait_refused(&f, "forever", Phase::Failed, "TTLTooLong").await?;
+    let stalled = condition(&s, "Stalled").context("no Stalled condition")?;
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "TTLTooLong")
+    );
+    f.events
+        .wait_for("DebugSession", "forever", "Warning", "TTLTooLong")
+        .await?;
+    assert_eq!(f.workloads.snapshot().await?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_container_fails_with_a_warning() -> Result<()> {
+    let (f, before) = setup("nocontainer").await?;
+    let mut request = session("php", TargetKind::Deployment, "web", "30m")?;
+    request.spec.target.container = Some("php".to_owned());
+    f.sessions.create(&request).await?;
+    let s = wait_refused(&f, "php", Phase::Failed, "ContainerNotFound").await?;
+    let stalled = condition(&s, "Stalled").context("no Stalled condition")?;
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "ContainerNotFound")
+    );
+    f.events
+        .wait_for("DebugSession", "php", "Warning", "ContainerNotFound")
+        .await?;
+    assert_eq!(f.workloads.snapshot().await?, before);
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Scenario a: the seed scenario. A shell next to real nginx sees its processes, signals
+//! them and reads its filesystem through /proc.
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context as _, Result, ensure};
+use shellcar::crd::{Phase, TargetKind};
+use shellcar::naming;
+use shellcar_e2e::exec::{self, exec, ps};
+use shellcar_e2e::session::{condition_is, ready_pods, session};
+use shellcar_e2e::wait::{Polled, poll};
+use shellcar_e2e::workload::{
+    NGINX_CONTAINER, nginx_deployment, pod_containers, pod_shares_processes,
+};
+use shellcar_e2e::{Fixture, TIMEOUT};
+
+const MASTER: &str = "nginx: master process";
+const WORKER: &str = "nginx: worker process";
+
+#[tokio::test]
+async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
+    let f = Fixture::new("seed").await?;
+    f.workloads
+        .create_deployment(&nginx_deployment("web", 1)?)
+        .await?;
+    let mut request = session("web-debug", TargetKind::Deployment, "web", "30m")?;
+    request.spec.target.container = Some(NGINX_CONTAINER.to_owned());
+    f.sessions.create(&request).await?;
+
+    // Status: Ready, with the pod and the exact command to attach.
+    let s = f.sessions.wait_active("web-debug").await?;
+    let container = naming::container_name("web-debug");
+    let status = s.status.clone().context("no status")?;
+    assert_eq!(status.phase, Some(Phase::Active));
+    assert!(condition_is(&s, "Ready", "True"), "{status:#?}");
+    assert_eq!(status.container.as_deref(), Some(container.as_str()));
+    let pod = ready_pods(&s).into_iter().next().context("no ready pod")?;
+    assert_eq!(pod.container, container);
+    assert_eq!(
+        pod.attach,
+        format!(
+            "kubectl attach -it -n {} {} -c {container}",
+            f.ns(),
+            pod.name
+        )
+    );
+
+    // The pod named in status is web's pod, with nginx and the debugger sharing processes.
+    let live = f.workloads.pods.get(&pod.name).await?;
+    let containers = pod_containers(&live);
+    assert!(
+        containers.contains(&NGINX_CONTAINER.to_owned()) && containers.contains(&container),
+        "pod {} has containers {containers:?}",
+        pod.name
+    );
+    assert!(
+        pod_shares_processes(&live),
+        "pod {} does not share processes",
+        pod.name
+    );
+
+    let pods = &f.workloads.pods;
+    // `ps ax` lists /pause (PID 1), the nginx master and a worker.
+    let before = ps(pods, &pod.name, &container).await?;
+    let pause = exec::find(&before, "/pause");
+    assert!(
+        pause.iter().any(|p| p.pid == 1),
+        "/pause is not PID 1: {before:#?}"
+    );
+    let masters = exec::find(&before, MASTER);
+    assert_eq!(masters.len(), 1, "one nginx master expected: {before:#?}");
+    let master = masters[0].pid;
+    let old_workers: BTreeSet<u32> = exec::find(&before, WORKER).iter().map(|p| p.pid).collect();
+    assert!(!old_workers.is_empty(), "no nginx worker: {before:#?}");
+
+    // `kill -HUP <master>` makes nginx replace its workers.
+    exec(
+        pods,
+        &pod.name,
+        &container,
+        &["kill", "-HUP", &master.to_string()],
+    )
+    .await?;
+    let after = poll("a new nginx worker after SIGHUP", TIMEOUT, || async {
+        let now = ps(pods, &pod.name, &container).await?;
+        let new_worker = exec::find(&now, WORKER)
+            .iter()
+            .any(|p| !old_workers.contains(&p.pid));
+        Ok(if new_worker {
+            Polled::Done(now)
+        } else {
+            Polled::NotYet(format!("{now:?}"))
+        })
+    })
+    .await?;
+    let masters_after: Vec<u32> = exec::find(&after, MASTER).iter().map(|p| p.pid).collect();
+    assert_eq!(
+        masters_after,
+        vec![master],
+        "the master must survive SIGHUP: {after:#?}"
+    );
+
+    // nginx's filesystem is visible through /proc/<master>/root.
+    let path = format!("/proc/{master}/root/etc/nginx/nginx.conf");
+    let config = exec(pods, &pod.name, &container, &["head", "-n", "40", &path]).await?;
+    ensure!(
+        config.contains("worker_processes") && config.contains("events"),
+        "{path} does not look like nginx's configuration:\n{config}"
+    );
+    // ... and only through it: the debugger's own filesystem has no nginx.
+    let own = exec(
+        pods,
+        &pod.name,
+        &container,
+        &[
+            "sh",
+            "-c",
+            "test -e /etc/nginx/nginx.conf && echo present || echo absent",
+        ],
+    )
+    .await?;
+    assert_eq!(
+        own.trim(),
+        "absent",
+        "the debugger image unexpectedly has nginx"
+    );
+    Ok(())
+}
