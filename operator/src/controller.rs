@@ -129,6 +129,10 @@ pub async fn run(
                 // Reconcile errors are logged by the error policy; these are the rest
                 // (watch failures, missing objects), which must not vanish silently.
                 Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                // A session deleted between its trigger and its turn: nothing to do.
+                Err(e @ kube::runtime::controller::Error::ObjectNotFound(..)) => {
+                    debug!(error = %e, "controller");
+                }
                 Err(e) => warn!(error = %error_chain(&e), "controller"),
             }
         })

@@ -10,7 +10,7 @@ use kube::api::{
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::crd::{
     DebugPod, DebugSession, DebugSessionSpec, EphemeralTeardown, PodSelection, ResolvedTarget,
@@ -321,8 +321,14 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
         if ephemeral::state(pod, &req.container) != ephemeral::State::Absent {
             continue;
         }
-        let added = ephemeral::container(&base, &target_container, req.lifetime_secs);
-        add_ephemeral(req, caps, pod, &added).await?;
+        let mut added = ephemeral::container(&base, &target_container, req.lifetime_secs);
+        if caps.legacy_ephemeral_api {
+            // Before 1.23 the API server forbids a securityContext on ephemeral containers.
+            added.security_context = None;
+        }
+        if let Err(refusal) = add_ephemeral(req, caps, pod, &added).await? {
+            return Ok(refusal);
+        }
         info!(pod = %pod_name, container = %req.container, "added an ephemeral debugger");
     }
     let debugged = debug_pods(req).await?;
@@ -331,12 +337,20 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
         .filter(|p| ephemeral::state(p, &req.container) == ephemeral::State::Terminated)
         .map(|p| p.metadata.name.as_deref().unwrap_or_default())
         .collect();
-    let note = (!ended.is_empty()).then(|| {
-        format!(
+    let mut notes = Vec::new();
+    if !ended.is_empty() {
+        notes.push(format!(
             "the ephemeral debugger has ended in pod {}; Kubernetes cannot start it again",
             ended.join(", ")
-        )
-    });
+        ));
+    }
+    if caps.legacy_ephemeral_api && base.security_context.is_some() {
+        notes.push(format!(
+            "this API server predates 1.23 and refuses a securityContext on ephemeral containers, so profile {:?} is not applied",
+            req.spec().debugger.profile
+        ));
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Outcome::Applied {
         target,
         pods: debugged,
@@ -344,13 +358,14 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
     })
 }
 
-/// Adds ephemeral container `added` to `pod`, in the shape the API server takes.
+/// Adds ephemeral container `added` to `pod`, in the shape the API server takes. A body
+/// the API server finds invalid is a refusal (retrying would not help), not an error.
 async fn add_ephemeral(
     req: &Request<'_>,
     caps: Capabilities,
     pod: &Pod,
     added: &k8s_openapi::api::core::v1::EphemeralContainer,
-) -> Result<(), Error> {
+) -> Result<Result<(), Outcome>, Error> {
     let pod_name = pod.name_any();
     let api: Api<DynamicObject> = Api::namespaced_with(
         req.ctx.client.clone(),
@@ -375,9 +390,17 @@ async fn add_ephemeral(
         )
         .await
     };
-    result
-        .map(|_| ())
-        .map_err(pod_error("adding an ephemeral container to", &pod_name))
+    match result {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(status)) if status.code == 422 => Ok(Err(Outcome::Refused {
+            reason: "EphemeralContainerInvalid",
+            message: format!(
+                "pod {pod_name} refused the ephemeral debugger: {}",
+                status.message
+            ),
+        })),
+        Err(e) => Err(pod_error("adding an ephemeral container to", &pod_name)(e)),
+    }
 }
 
 /// Copy: a debuggable copy of one pod of the target.
@@ -512,10 +535,17 @@ async fn teardown_ephemeral(
     spec: &DebugSessionSpec,
 ) -> Result<String, Error> {
     let pod_name = pod.name_any();
-    if ephemeral::state(pod, container) != ephemeral::State::Terminated {
-        stop(pods, &pod_name, container).await?;
+    let mut line = String::new();
+    if ephemeral::state(pod, container) != ephemeral::State::Terminated
+        && let Err(e) = stop(pods, &pod_name, container).await
+    {
+        // The debugger stops by itself at expiry: say so rather than hold the session.
+        warn!(pod = %pod_name, error = %crate::reconcile::error_chain(&e), "could not stop the debugger");
+        line = format!(
+            "the ephemeral debugger {container} in pod {pod_name} could not be stopped now ({e}); it stops by itself when the session would have expired. "
+        );
     }
-    let line = match spec.teardown.ephemeral {
+    line += &match spec.teardown.ephemeral {
         EphemeralTeardown::Leave => format!(
             "pod {pod_name} keeps the stopped ephemeral container {container}: Kubernetes cannot remove ephemeral containers"
         ),
