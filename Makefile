@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CLUSTER := e2e/cluster
 E2E_THREADS ?= 3
 
-.PHONY: help run test unit e2e cluster-up cluster-down deploy crds lint fmt bench
+.PHONY: help run test unit e2e bench cluster-up cluster-down deploy crds lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,10 @@ e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if n
 	# Build outside the cluster's network namespace, which has no route to the registry.
 	cargo test --locked -p shellcar-e2e --no-run
 	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e -- --test-threads=$(E2E_THREADS)
+
+bench: cluster-up deploy ## Benchmark on the local cluster: latency, throughput, memory (prints numbers)
+	cargo bench --locked -p shellcar-e2e --no-run
+	$(CLUSTER) exec -- cargo bench --locked -p shellcar-e2e --bench sessions
 
 cluster-up: ## Build (cached) and start the local cluster
 	$(CLUSTER) up

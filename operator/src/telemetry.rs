@@ -55,6 +55,7 @@ pub struct Metrics {
     failures: Family<CategoryLabels, Counter>,
     duration: Histogram,
     sessions: Family<PhaseLabels, Gauge>,
+    resident_memory: Gauge,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -81,7 +82,14 @@ impl Default for Metrics {
             "Debug sessions known to the operator, by phase",
             sessions.clone(),
         );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the operator process",
+            resident_memory.clone(),
+        );
         Metrics {
+            resident_memory,
             registry,
             reconciles,
             failures,
@@ -136,11 +144,28 @@ impl Metrics {
 
     /// The metrics in Prometheus' text format.
     pub fn encode(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            self.resident_memory.set(rss);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// VmRSS of this process, from /proc (Linux only; `None` elsewhere).
+fn resident_memory_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Liveness and readiness of the controller.

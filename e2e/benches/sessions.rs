@@ -1,0 +1,196 @@
+//! Benchmark on the local cluster: how long sessions take, how many the operator turns
+//! over, and how much memory it uses. It prints numbers and checks only that the work
+//! was done; timings are never asserted (a noisy machine would fail them).
+//!
+//! `make bench` (inside the cluster's network namespace, with the operator deployed).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use kube::api::{Patch, PatchParams};
+use shellcar::crd::{Phase, TargetKind};
+use shellcar_e2e::session::{condition_is, phase, session};
+use shellcar_e2e::workload::nginx_deployment;
+use shellcar_e2e::{Fixture, TIMEOUT};
+
+/// Rounds of create → Active → delete → template restored on one Deployment.
+const ROUNDS: usize = 5;
+/// Sessions created at once, on Deployments without replicas (the operator's own work,
+/// without pod start-up).
+const BATCH: usize = 20;
+/// Where the e2e overlay serves the operator's metrics (host network of the node).
+const METRICS: &str = "http://127.0.0.1:18080/metrics";
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let n = samples.len();
+    let p50 = samples[n / 2];
+    let max = samples[n - 1];
+    let mean = samples.iter().sum::<Duration>() / u32::try_from(n).unwrap_or(1);
+    println!(
+        "{name:<44} n={n:<3} p50={:>8.1} ms  mean={:>8.1} ms  max={:>8.1} ms",
+        millis(p50),
+        millis(mean),
+        millis(max)
+    );
+}
+
+/// One metric's value from the operator's /metrics, read with curl (present on the
+/// machine; the benchmark needs no HTTP client of its own).
+fn metric(name: &str) -> Option<f64> {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", METRICS])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn latency(f: &Fixture) -> Result<()> {
+    let deployments = &f.workloads;
+    deployments
+        .create_deployment(&nginx_deployment("web", 1)?)
+        .await?;
+    deployments.wait_rollout("web").await?;
+    let original = deployments.template("web").await?;
+    let (mut to_active, mut to_restored) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let name = format!("lat-{round}");
+        let start = Instant::now();
+        f.sessions
+            .create(&session(&name, TargetKind::Deployment, "web", "30m")?)
+            .await?;
+        f.sessions.wait_active(&name).await?;
+        to_active.push(start.elapsed());
+        let start = Instant::now();
+        f.sessions.delete_and_wait_gone(&name).await?;
+        // Polled finely: the harness's 500 ms poll would dominate the number.
+        while deployments.template("web").await? != original {
+            anyhow::ensure!(start.elapsed() < TIMEOUT, "template not restored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        to_restored.push(start.elapsed());
+        deployments.wait_rollout("web").await?;
+    }
+    summary("create -> Active (rollout, pod start)", to_active);
+    summary("delete -> gone, template restored", to_restored);
+    Ok(())
+}
+
+async fn throughput(f: &Fixture) -> Result<()> {
+    for i in 0..BATCH {
+        f.workloads
+            .create_deployment(&nginx_deployment(&format!("idle-{i}"), 0)?)
+            .await?;
+    }
+    let reconciles_before = metric("shellcar_reconciles_total");
+    let start = Instant::now();
+    for i in 0..BATCH {
+        let s = session(
+            &format!("tp-{i}"),
+            TargetKind::Deployment,
+            &format!("idle-{i}"),
+            "30m",
+        )?;
+        f.sessions.create(&s).await?;
+    }
+    for i in 0..BATCH {
+        f.sessions
+            .wait(&format!("tp-{i}"), "Injected", |s| {
+                condition_is(s, "Injected", "True") && phase(s) == Some(Phase::Injecting)
+            })
+            .await?;
+    }
+    let injected = start.elapsed();
+    println!(
+        "{:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
+        "create -> Injected, all at once",
+        injected.as_secs_f64(),
+        BATCH as f64 / injected.as_secs_f64()
+    );
+    // Extend every session (a spec change each), as a GitOps sync would.
+    let start = Instant::now();
+    for i in 0..BATCH {
+        f.sessions
+            .api
+            .patch(
+                &format!("tp-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"ttl": "45m"}})),
+            )
+            .await?;
+    }
+    for i in 0..BATCH {
+        f.sessions
+            .wait(&format!("tp-{i}"), "observed the new ttl", |s| {
+                s.status.as_ref().and_then(|st| st.observed_generation) == Some(2)
+            })
+            .await?;
+    }
+    let extended = start.elapsed();
+    println!(
+        "{:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
+        "ttl raised -> observed",
+        extended.as_secs_f64(),
+        BATCH as f64 / extended.as_secs_f64()
+    );
+    let start = Instant::now();
+    let mut uids = Vec::new();
+    for i in 0..BATCH {
+        uids.push(f.sessions.delete(&format!("tp-{i}")).await?);
+    }
+    for (i, uid) in uids.iter().enumerate() {
+        f.sessions.wait_gone(&format!("tp-{i}"), uid).await?;
+    }
+    let deleted = start.elapsed();
+    println!(
+        "{:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
+        "delete -> torn down and gone",
+        deleted.as_secs_f64(),
+        BATCH as f64 / deleted.as_secs_f64()
+    );
+    if let (Some(before), Some(after)) = (reconciles_before, metric("shellcar_reconciles_total")) {
+        println!(
+            "{:<44} {:.0} for {BATCH} sessions ({:.1} each)",
+            "reconciles",
+            after - before,
+            (after - before) / BATCH as f64
+        );
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let f = Fixture::new("bench")
+        .await
+        .context("the local cluster with shellcar deployed")?;
+    println!("shellcar benchmark, namespace {}", f.ns());
+    latency(&f).await?;
+    throughput(&f).await?;
+    match (
+        metric("shellcar_process_resident_memory_bytes"),
+        metric("shellcar_reconcile_duration_seconds_sum"),
+        metric("shellcar_reconcile_duration_seconds_count"),
+    ) {
+        (Some(rss), Some(sum), Some(count)) if count > 0.0 => {
+            println!(
+                "{:<44} {:.1} MiB",
+                "operator resident memory",
+                rss / 1048576.0
+            );
+            println!(
+                "{:<44} {:.1} ms over {count:.0} reconciles",
+                "mean reconcile duration",
+                sum / count * 1000.0
+            );
+        }
+        _ => println!("operator metrics not reachable at {METRICS}"),
+    }
+    Ok(())
+}
