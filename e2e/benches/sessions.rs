@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use shellcar::crd::{Phase, TargetKind};
 use shellcar_e2e::session::{condition_is, phase, session};
 use shellcar_e2e::workload::nginx_deployment;
@@ -85,7 +85,11 @@ async fn latency(f: &Fixture) -> Result<()> {
 async fn throughput(f: &Fixture) -> Result<()> {
     for i in 0..BATCH {
         f.workloads
-            .create_deployment(&nginx_deployment(&format!("idle-{i}"), 0)?)
+            .deployments
+            .create(
+                &PostParams::default(),
+                &nginx_deployment(&format!("idle-{i}"), 0)?,
+            )
             .await?;
     }
     let reconciles_before = metric("shellcar_reconciles_total");
