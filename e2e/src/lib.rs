@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod events;
 pub mod exec;
 pub mod namespace;
+pub mod pod;
 pub mod session;
 pub mod wait;
 pub mod workload;

@@ -310,7 +310,10 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
             }
             .into());
         }
-        req.pods()
+        // The marked pod, not the one read before: the legacy body carries its
+        // resourceVersion, and an older one would be refused with a conflict.
+        let pod = &req
+            .pods()
             .patch(
                 &pod_name,
                 &PatchParams::apply(&req.manager),
@@ -538,6 +541,7 @@ async fn teardown_ephemeral(
     let mut line = String::new();
     if ephemeral::state(pod, container) != ephemeral::State::Terminated
         && let Err(e) = stop(pods, &pod_name, container).await
+        && !stopped_anyway(pods, &pod_name, container).await
     {
         // The debugger stops by itself at expiry: say so rather than hold the session.
         warn!(pod = %pod_name, error = %crate::reconcile::error_chain(&e), "could not stop the debugger");
@@ -586,6 +590,21 @@ async fn teardown_ephemeral(
         .map_err(pod_error("releasing", &pod_name))?;
     }
     Ok(line)
+}
+
+/// True when the debugger ended by other means, e.g. its own expiry watchdog racing the
+/// exec that was to stop it.
+async fn stopped_anyway(pods: &Api<Pod>, pod: &str, container: &str) -> bool {
+    for _ in 0..5 {
+        match pods.get_opt(pod).await {
+            Ok(Some(p)) if ephemeral::state(&p, container) == ephemeral::State::Terminated => {
+                return true;
+            }
+            Ok(None) => return true,
+            _ => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    }
+    false
 }
 
 /// Stops a running ephemeral debugger through exec.

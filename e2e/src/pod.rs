@@ -1,0 +1,212 @@
+//! Bare Pods that tests debug in Ephemeral and Copy modes, and what a user reads of a
+//! pod: its containers' states, its ephemeral containers, shellcar's marks on it.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::ResourceExt;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+
+use crate::TIMEOUT;
+use crate::cluster::{is_ready, pod_summary};
+use crate::wait::{Polled, poll};
+use crate::workload::{NGINX_CONTAINER, NGINX_IMAGE, SHELLCAR_KEY_PREFIX, Workloads};
+
+/// A bare Pod `name` (no controller) of real nginx, labelled `app=<name>`, with a short
+/// grace period; with `readiness` a `tcpSocket: 80` readiness probe.
+pub fn nginx_pod(name: &str, readiness: bool) -> Result<Pod> {
+    let mut container = json!({
+        "name": NGINX_CONTAINER,
+        "image": NGINX_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"containerPort": 80}],
+    });
+    if readiness {
+        container["readinessProbe"] = json!({"tcpSocket": {"port": 80}, "periodSeconds": 2});
+    }
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [container],
+        },
+    });
+    Ok(serde_json::from_value(value)?)
+}
+
+impl Workloads {
+    /// Creates the Pod as a user would (field manager `shellcar-e2e`) and waits until it
+    /// is Ready.
+    pub async fn create_pod(&self, pod: &Pod) -> Result<Pod> {
+        let name = pod.name_any();
+        let params = PostParams {
+            field_manager: Some("shellcar-e2e".to_owned()),
+            ..PostParams::default()
+        };
+        self.pods
+            .create(&params, pod)
+            .await
+            .with_context(|| format!("creating Pod {name}"))?;
+        self.wait_pod(&name, "Ready", is_ready).await
+    }
+
+    /// Waits until Pod `name` exists and satisfies `pred`; returns it.
+    pub async fn wait_pod(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&Pod) -> bool,
+    ) -> Result<Pod> {
+        poll(
+            &format!("Pod {}/{name} {what}", self.namespace),
+            TIMEOUT,
+            || async {
+                Ok(match self.pods.get_opt(name).await? {
+                    Some(pod) if pred(&pod) => Polled::Done(pod),
+                    Some(pod) => Polled::NotYet(format!(
+                        "{}; ephemeral containers {:?}; labels {:?}",
+                        pod_summary(&pod),
+                        ephemeral_states(&pod),
+                        pod.labels()
+                    )),
+                    None => Polled::NotYet("absent".to_owned()),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Waits until no pod named `name` with UID `uid` exists any more (deleted, or
+    /// replaced by a pod of the same name).
+    pub async fn wait_pod_gone(&self, name: &str, uid: &str) -> Result<()> {
+        poll(
+            &format!("Pod {}/{name} (uid {uid}) to be gone", self.namespace),
+            TIMEOUT,
+            || async {
+                Ok(match self.pods.get_opt(name).await? {
+                    Some(pod) if pod.uid().as_deref() == Some(uid) => {
+                        Polled::NotYet(pod_summary(&pod))
+                    }
+                    _ => Polled::Done(()),
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// Names of the pod's ephemeral containers, from its spec.
+pub fn ephemeral_containers(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .map(|cs| cs.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The state of every ephemeral container the pod's status reports, as `kubectl get pod
+/// -o yaml` shows it: name → `running`, `waiting (REASON)` or `terminated (exit N)`.
+pub fn ephemeral_states(pod: &Pod) -> BTreeMap<String, String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.ephemeral_container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| (c.name.clone(), state_word(c))).collect())
+        .unwrap_or_default()
+}
+
+fn state_word(status: &ContainerStatus) -> String {
+    let Some(state) = &status.state else {
+        return "unknown".to_owned();
+    };
+    if state.running.is_some() {
+        "running".to_owned()
+    } else if let Some(t) = &state.terminated {
+        format!("terminated (exit {})", t.exit_code)
+    } else if let Some(w) = &state.waiting {
+        format!("waiting ({})", w.reason.clone().unwrap_or_default())
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+/// True when the pod's status reports ephemeral container `name` as terminated.
+pub fn ephemeral_terminated(pod: &Pod, name: &str) -> bool {
+    ephemeral_status(pod, name)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.terminated.is_some())
+}
+
+/// True when the pod's status reports ephemeral container `name` as running.
+pub fn ephemeral_running(pod: &Pod, name: &str) -> bool {
+    ephemeral_status(pod, name)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+fn ephemeral_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .ephemeral_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+}
+
+/// The status of regular container `name` of the pod.
+pub fn container_status<'a>(pod: &'a Pod, name: &str) -> Option<&'a ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)
+}
+
+/// `(container ID, restart count)` of regular container `name` while it runs; `None`
+/// when it is not running. The same pair before and after means the process was never
+/// restarted.
+pub fn running_instance(pod: &Pod, name: &str) -> Option<(String, i32)> {
+    let status = container_status(pod, name)?;
+    status.state.as_ref()?.running.as_ref()?;
+    Some((status.container_id.clone()?, status.restart_count))
+}
+
+/// Everything of shellcar on a pod's metadata: labels and annotations under
+/// `debug.shellcar.dev/`, and fields owned by a `shellcar.dev/<session>` field manager.
+pub fn shellcar_marks(pod: &Pod) -> Vec<String> {
+    let mut marks: Vec<String> = pod
+        .labels()
+        .keys()
+        .filter(|k| k.starts_with(SHELLCAR_KEY_PREFIX))
+        .map(|k| format!("label {k}"))
+        .collect();
+    marks.extend(
+        pod.annotations()
+            .keys()
+            .filter(|k| k.starts_with(SHELLCAR_KEY_PREFIX))
+            .map(|k| format!("annotation {k}")),
+    );
+    marks.extend(
+        pod.managed_fields()
+            .iter()
+            .filter_map(|m| m.manager.as_deref())
+            .filter(|m| m.starts_with("shellcar.dev/"))
+            .map(|m| format!("field manager {m}")),
+    );
+    marks
+}
+
+/// What a user compares to see that a pod was left alone: its UID, labels, annotations
+/// and spec, as JSON.
+pub fn pod_identity(pod: &Pod) -> Value {
+    json!({
+        "uid": pod.uid(),
+        "labels": pod.labels(),
+        "annotations": pod.annotations(),
+        "spec": pod.spec,
+    })
+}

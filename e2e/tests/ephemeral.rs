@@ -1,0 +1,437 @@
+//! Ephemeral mode: a bare nginx Pod gets an ephemeral debugger aimed at its nginx
+//! container, which sees nginx's processes; teardown stops the debugger and leaves
+//! exactly what status says it leaves (Leave, Label), or recycles the pod (Recycle),
+//! which a pod without a controller refuses.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use kube::ResourceExt;
+use shellcar::crd::{DebugPod, EphemeralTeardown, Mode, Phase, TargetKind};
+use shellcar::naming;
+use shellcar_e2e::Fixture;
+use shellcar_e2e::exec::{self, ps};
+use shellcar_e2e::pod::{
+    ephemeral_containers, ephemeral_running, ephemeral_states, ephemeral_terminated, nginx_pod,
+    pod_identity, running_instance, shellcar_marks,
+};
+use shellcar_e2e::session::{condition, condition_is, phase, session};
+use shellcar_e2e::workload::{NGINX_CONTAINER, nginx_deployment, pod_containers, pretty};
+
+const MASTER: &str = "nginx: master process";
+const WORKER: &str = "nginx: worker process";
+/// Long enough for the debugger to start and be used before it expires.
+const SHORT_TTL: &str = "40s";
+const DEBUGGED_LABEL: &str = "debug.shellcar.dev/debugged";
+const EPHEMERAL_DEBUGGED_LABEL: &str = "debug.shellcar.dev/ephemeral-debugged";
+
+fn attach(ns: &str, pod: &str, container: &str) -> String {
+    format!("kubectl attach -it -n {ns} {pod} -c {container}")
+}
+
+/// Checks, as a user would with `kubectl exec POD -c DEBUGGER -- ps ax`, that the
+/// ephemeral debugger in `pod` runs in the nginx container's process namespace: it lists
+/// the nginx master as PID 1 and a worker, and not the pod's /pause (the pod does not
+/// share one process namespace; only `targetContainerName` puts nginx in view).
+async fn assert_sees_nginx(f: &Fixture, pod: &str, container: &str) -> Result<()> {
+    let processes = ps(&f.workloads.pods, pod, container).await?;
+    let masters = exec::find(&processes, MASTER);
+    assert_eq!(
+        masters.len(),
+        1,
+        "one nginx master expected: {processes:#?}"
+    );
+    assert_eq!(
+        masters[0].pid, 1,
+        "nginx's master is PID 1 in the target container's namespace: {processes:#?}"
+    );
+    assert!(
+        !exec::find(&processes, WORKER).is_empty(),
+        "no nginx worker: {processes:#?}"
+    );
+    assert!(
+        exec::find(&processes, "/pause").is_empty(),
+        "the debugger sees the pod sandbox, not the nginx container's namespace: {processes:#?}"
+    );
+    Ok(())
+}
+
+/// Checks that live pod `pod` carries this session's ephemeral debugger, aimed at nginx,
+/// and shellcar's marks, and no extra regular container.
+fn assert_carries_debugger(pod: &k8s_openapi::api::core::v1::Pod, session: &str, container: &str) {
+    let name = pod.name_any();
+    assert_eq!(
+        pod_containers(pod),
+        vec![NGINX_CONTAINER.to_owned()],
+        "pod {name}: Ephemeral mode adds no regular container"
+    );
+    let ephemeral = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container));
+    let ephemeral =
+        ephemeral.unwrap_or_else(|| panic!("pod {name} has no ephemeral container {container}"));
+    assert_eq!(
+        ephemeral.target_container_name.as_deref(),
+        Some(NGINX_CONTAINER),
+        "pod {name}: the debugger must target nginx"
+    );
+    assert_eq!(
+        pod.labels().get(DEBUGGED_LABEL).map(String::as_str),
+        Some("true"),
+        "pod {name} labels: {:?}",
+        pod.labels()
+    );
+    assert_eq!(
+        pod.annotations()
+            .get(&format!("debug.shellcar.dev/{container}"))
+            .map(String::as_str),
+        Some(session),
+        "pod {name} annotations: {:?}",
+        pod.annotations()
+    );
+    // What teardown must remove, seen by the same check that later finds it gone.
+    assert_eq!(
+        shellcar_marks(pod),
+        vec![
+            format!("label {DEBUGGED_LABEL}"),
+            format!("annotation debug.shellcar.dev/{container}"),
+            format!("field manager shellcar.dev/{session}"),
+        ],
+        "pod {name}"
+    );
+}
+
+/// A bare nginx Pod debugged with `mode` (which must resolve to Ephemeral) until the ttl
+/// runs out: the debugger works, then is stopped, and the pod keeps only the stopped
+/// container, as status says.
+async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
+    let f = Fixture::new(topic).await?;
+    let source = f.workloads.create_pod(&nginx_pod("web", false)?).await?;
+    let uid = source.uid().context("no uid")?;
+    let nginx = running_instance(&source, NGINX_CONTAINER).context("nginx is not running")?;
+    let spec_before = source.spec.clone();
+
+    let mut request = session("eph", TargetKind::Pod, "web", SHORT_TTL)?;
+    request.spec.mode = mode;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("eph");
+
+    // Status: Ready, resolved to Ephemeral, with the pod and the exact attach command.
+    let s = f.sessions.wait_active("eph").await?;
+    let status = s.status.clone().context("no status")?;
+    assert_eq!(status.mode, Some(Mode::Ephemeral), "{status:#?}");
+    assert_eq!(status.container.as_deref(), Some(container.as_str()));
+    assert_eq!(
+        status.pods,
+        vec![DebugPod {
+            name: "web".to_owned(),
+            container: container.clone(),
+            ready: true,
+            attach: attach(f.ns(), "web", &container),
+            copy_of: None,
+        }]
+    );
+    let minor = f.cluster.client.apiserver_version().await?.minor;
+    let minor: u32 = minor
+        .trim_end_matches('+')
+        .parse()
+        .with_context(|| format!("API server minor version {minor}"))?;
+    if minor < 23 {
+        let message = status.message.clone().unwrap_or_default();
+        assert!(
+            message.contains("profile General is not applied"),
+            "status must say that this API server drops the profile: {message}"
+        );
+    }
+
+    // The pod is the same pod (not recreated), with the ephemeral debugger aimed at nginx.
+    let live = f.workloads.pods.get("web").await?;
+    assert_eq!(
+        live.uid().as_deref(),
+        Some(uid.as_str()),
+        "the pod was replaced"
+    );
+    assert_carries_debugger(&live, "eph", &container);
+    assert_sees_nginx(&f, "web", &container).await?;
+
+    // Expiry: the session stays as a record, saying what remains in the pod.
+    let s = f
+        .sessions
+        .wait("eph", "phase Expired", |s| phase(s) == Some(Phase::Expired))
+        .await?;
+    let status = s.status.clone().context("no status")?;
+    assert!(condition_is(&s, "Expired", "True"), "{status:#?}");
+    assert!(condition_is(&s, "Ready", "False"), "{status:#?}");
+    assert!(status.pods.is_empty(), "{status:#?}");
+    assert_eq!(status.leftovers.len(), 1, "{status:#?}");
+    let leftover = &status.leftovers[0];
+    assert!(
+        leftover.contains("pod web")
+            && leftover.contains(&container)
+            && leftover.contains("stopped ephemeral container"),
+        "leftovers must name the pod and its stopped container: {leftover}"
+    );
+    assert!(
+        !leftover.contains("could not be stopped"),
+        "the debugger was not stopped at expiry: {leftover}"
+    );
+
+    // ... and the pod holds exactly that: the stopped debugger, nothing else of shellcar.
+    let after = f
+        .workloads
+        .wait_pod("web", "with the ephemeral debugger terminated", |p| {
+            ephemeral_terminated(p, &container)
+        })
+        .await?;
+    assert_eq!(
+        after.uid().as_deref(),
+        Some(uid.as_str()),
+        "the pod was replaced"
+    );
+    assert_eq!(ephemeral_containers(&after), vec![container.clone()]);
+    assert_eq!(
+        running_instance(&after, NGINX_CONTAINER),
+        Some(nginx.clone()),
+        "nginx must keep running, never restarted"
+    );
+    assert!(
+        shellcar_marks(&after).is_empty(),
+        "shellcar's marks remain: {:?}",
+        shellcar_marks(&after)
+    );
+    let mut spec_after = after.spec.clone();
+    if let Some(spec) = spec_after.as_mut() {
+        spec.ephemeral_containers = None;
+    }
+    assert_eq!(
+        spec_after, spec_before,
+        "the pod's spec changed beyond the ephemeral container"
+    );
+    f.events
+        .wait_for("DebugSession", "eph", "Normal", "Expired")
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ephemeral_debugger_sees_nginx_and_stops_at_expiry() -> Result<()> {
+    debug_until_expiry("ephemeral", Mode::Ephemeral).await
+}
+
+#[tokio::test]
+async fn auto_mode_debugs_a_pod_with_an_ephemeral_container() -> Result<()> {
+    // Auto picks Ephemeral only where the cluster serves it: make a missing feature gate
+    // a clear failure rather than a confusing Copy.
+    let cluster = shellcar_e2e::Cluster::connect().await?;
+    let core = cluster.client.list_core_api_resources("v1").await?;
+    ensure!(
+        core.resources
+            .iter()
+            .any(|r| r.name == "pods/ephemeralcontainers"),
+        "the cluster does not serve pods/ephemeralcontainers: start it with \
+         SHELLCAR_FEATURE_GATES=EphemeralContainers=true (the default of e2e/cluster)"
+    );
+    debug_until_expiry("auto-ephemeral", Mode::Auto).await
+}
+
+#[tokio::test]
+async fn label_teardown_stops_the_debugger_and_labels_the_pod() -> Result<()> {
+    let f = Fixture::new("eph-label").await?;
+    let source = f.workloads.create_pod(&nginx_pod("web", false)?).await?;
+    let uid = source.uid().context("no uid")?;
+    let nginx = running_instance(&source, NGINX_CONTAINER).context("nginx is not running")?;
+
+    // A long ttl: the debugger cannot stop by itself during the test, only teardown stops it.
+    let mut request = session("lbl", TargetKind::Pod, "web", "30m")?;
+    request.spec.mode = Mode::Ephemeral;
+    request.spec.teardown.ephemeral = EphemeralTeardown::Label;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("lbl");
+    f.sessions.wait_active("lbl").await?;
+    let live = f.workloads.pods.get("web").await?;
+    assert_carries_debugger(&live, "lbl", &container);
+    assert!(
+        ephemeral_running(&live, &container),
+        "{:?}",
+        ephemeral_states(&live)
+    );
+    assert_sees_nginx(&f, "web", &container).await?;
+
+    f.sessions.delete_and_wait_gone("lbl").await?;
+
+    let after = f
+        .workloads
+        .wait_pod("web", "with the ephemeral debugger terminated", |p| {
+            ephemeral_terminated(p, &container)
+        })
+        .await?;
+    assert_eq!(
+        after.uid().as_deref(),
+        Some(uid.as_str()),
+        "the pod was replaced"
+    );
+    assert_eq!(
+        after
+            .labels()
+            .get(EPHEMERAL_DEBUGGED_LABEL)
+            .map(String::as_str),
+        Some("true"),
+        "labels: {:?}",
+        after.labels()
+    );
+    assert_eq!(
+        shellcar_marks(&after),
+        vec![format!("label {EPHEMERAL_DEBUGGED_LABEL}")],
+        "only the Label policy's label may remain"
+    );
+    assert_eq!(after.labels().get("app").map(String::as_str), Some("web"));
+    assert_eq!(ephemeral_containers(&after), vec![container.clone()]);
+    assert_eq!(
+        running_instance(&after, NGINX_CONTAINER),
+        Some(nginx),
+        "nginx must keep running, never restarted"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn recycle_is_refused_for_a_bare_pod_and_changes_nothing() -> Result<()> {
+    let f = Fixture::new("eph-bare").await?;
+    let source = f.workloads.create_pod(&nginx_pod("web", false)?).await?;
+    let before = pod_identity(&source);
+
+    let mut request = session("rcy", TargetKind::Pod, "web", "30m")?;
+    request.spec.mode = Mode::Ephemeral;
+    request.spec.teardown.ephemeral = EphemeralTeardown::Recycle;
+    f.sessions.create(&request).await?;
+
+    let s = f
+        .sessions
+        .wait("rcy", "phase Failed", |s| phase(s) == Some(Phase::Failed))
+        .await?;
+    let status = s.status.clone().context("no status")?;
+    let stalled = condition(&s, "Stalled").context("no Stalled condition")?;
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "RecycleBarePod"),
+        "{status:#?}"
+    );
+    assert!(
+        stalled.message.contains("web") && stalled.message.contains("controller"),
+        "the condition must say which pod and why: {}",
+        stalled.message
+    );
+    assert!(condition_is(&s, "Ready", "False"), "{status:#?}");
+    assert!(status.pods.is_empty(), "{status:#?}");
+    f.events
+        .wait_for("DebugSession", "rcy", "Warning", "RecycleBarePod")
+        .await?;
+
+    // Nothing happened to the pod, now or a little later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = f.workloads.pods.get("web").await?;
+    assert!(
+        ephemeral_containers(&after).is_empty(),
+        "an ephemeral container was added: {:?}",
+        ephemeral_containers(&after)
+    );
+    assert!(
+        shellcar_marks(&after).is_empty(),
+        "{:?}",
+        shellcar_marks(&after)
+    );
+    let after = pod_identity(&after);
+    assert_eq!(
+        after,
+        before,
+        "--- before ---\n{}\n--- after ---\n{}",
+        pretty(&before),
+        pretty(&after)
+    );
+    assert_eq!(
+        phase(&f.sessions.api.get("rcy").await?),
+        Some(Phase::Failed)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
+    let f = Fixture::new("eph-recycle").await?;
+    let deployment = f
+        .workloads
+        .create_deployment(&nginx_deployment("web", 1)?)
+        .await?;
+    let generation = deployment.metadata.generation;
+    let template = f.workloads.template("web").await?;
+    let pods = f.workloads.live_pods("app=web").await?;
+    let [old] = pods.as_slice() else {
+        anyhow::bail!("one pod expected, found {}", pods.len());
+    };
+    let old_name = old.name_any();
+    let old_uid = old.uid().context("no uid")?;
+
+    let mut request = session("rcy", TargetKind::Deployment, "web", SHORT_TTL)?;
+    request.spec.mode = Mode::Ephemeral;
+    request.spec.teardown.ephemeral = EphemeralTeardown::Recycle;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("rcy");
+
+    let s = f.sessions.wait_active("rcy").await?;
+    let status = s.status.clone().context("no status")?;
+    assert_eq!(status.mode, Some(Mode::Ephemeral), "{status:#?}");
+    assert_eq!(
+        status.pods,
+        vec![DebugPod {
+            name: old_name.clone(),
+            container: container.clone(),
+            ready: true,
+            attach: attach(f.ns(), &old_name, &container),
+            copy_of: None,
+        }]
+    );
+    let live = f.workloads.pods.get(&old_name).await?;
+    assert_eq!(live.uid().as_deref(), Some(old_uid.as_str()));
+    assert_carries_debugger(&live, "rcy", &container);
+    assert_sees_nginx(&f, &old_name, &container).await?;
+    // Ephemeral mode leaves the Deployment alone: no sidecar, no rollout.
+    assert_eq!(f.workloads.template("web").await?, template);
+
+    let s = f
+        .sessions
+        .wait("rcy", "phase Expired", |s| phase(s) == Some(Phase::Expired))
+        .await?;
+    let status = s.status.clone().context("no status")?;
+    assert_eq!(status.leftovers.len(), 1, "{status:#?}");
+    assert!(
+        status.leftovers[0].contains(&format!("pod {old_name} was evicted")),
+        "leftovers must say the pod was evicted: {:?}",
+        status.leftovers
+    );
+
+    // The debugged pod is gone; the Deployment replaced it with a clean pod.
+    f.workloads.wait_pod_gone(&old_name, &old_uid).await?;
+    let replacements = f
+        .workloads
+        .wait_pods("app=web", 1, "replacing the evicted pod", |p| {
+            p.uid().as_deref() != Some(old_uid.as_str())
+        })
+        .await?;
+    let new = &replacements[0];
+    assert!(
+        ephemeral_containers(new).is_empty(),
+        "the new pod has ephemeral containers: {:?}",
+        ephemeral_containers(new)
+    );
+    assert!(shellcar_marks(new).is_empty(), "{:?}", shellcar_marks(new));
+    assert_eq!(pod_containers(new), vec![NGINX_CONTAINER.to_owned()]);
+    let after = f.workloads.deployments.get("web").await?;
+    assert_eq!(
+        after.metadata.generation, generation,
+        "the Deployment was changed"
+    );
+    assert_eq!(f.workloads.template("web").await?, template);
+    Ok(())
+}
