@@ -5,6 +5,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams};
 use tokio::io::AsyncReadExt;
 
+/// How `ps ax` shows nginx's master process.
+pub const NGINX_MASTER: &str = "nginx: master process";
+/// How `ps ax` shows an nginx worker process.
+pub const NGINX_WORKER: &str = "nginx: worker process";
+
 /// Runs `command` in `container` of `pod` and returns its stdout; fails when the command
 /// does not succeed, with its stderr.
 pub async fn exec(pods: &Api<Pod>, pod: &str, container: &str, command: &[&str]) -> Result<String> {
@@ -87,13 +92,34 @@ pub fn find<'a>(processes: &'a [Process], prefix: &str) -> Vec<&'a Process> {
         .collect()
 }
 
+/// Asserts that `processes`, a debugger's `ps ax` in a pod whose containers share one
+/// process namespace, show that namespace with nginx in it: the pod's /pause as PID 1,
+/// one nginx master and at least one worker. Returns the master.
+pub fn assert_sees_shared_nginx(processes: &[Process]) -> &Process {
+    assert!(
+        find(processes, "/pause").iter().any(|p| p.pid == 1),
+        "/pause is not PID 1: {processes:#?}"
+    );
+    let masters = find(processes, NGINX_MASTER);
+    assert_eq!(
+        masters.len(),
+        1,
+        "one nginx master expected: {processes:#?}"
+    );
+    assert!(
+        !find(processes, NGINX_WORKER).is_empty(),
+        "no nginx worker: {processes:#?}"
+    );
+    masters[0]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn busybox_ps_without_time_is_parsed() {
-        let out = "PID   USER     COMMAND\n    1 65535    /pause\n    6 root     nginx: master process nginx -g daemon off;\n   12 33       nginx: worker process\n";
+    /// Parses `out` and checks that it lists /pause as PID 1, then the nginx master and
+    /// worker with PIDs `master` and `worker`; returns the processes.
+    fn parse_nginx(out: &str, master: u32, worker: u32) -> Vec<Process> {
         let ps = processes(out);
         assert_eq!(
             ps[0],
@@ -102,23 +128,21 @@ mod tests {
                 command: "/pause".to_owned()
             }
         );
-        assert_eq!(find(&ps, "nginx: master process")[0].pid, 6);
-        assert_eq!(find(&ps, "nginx: worker process")[0].pid, 12);
+        assert_eq!(find(&ps, NGINX_MASTER)[0].pid, master);
+        assert_eq!(find(&ps, NGINX_WORKER)[0].pid, worker);
+        ps
+    }
+
+    #[test]
+    fn busybox_ps_without_time_is_parsed() {
+        let out = "PID   USER     COMMAND\n    1 65535    /pause\n    6 root     nginx: master process nginx -g daemon off;\n   12 33       nginx: worker process\n";
+        parse_nginx(out, 6, 12);
     }
 
     #[test]
     fn busybox_ps_is_parsed() {
         let out = "PID   USER     TIME  COMMAND\n    1 65535     0:00 /pause\n    7 root      0:00 nginx: master process nginx -g daemon off;\n   13 www-data  0:00 nginx: worker process\n   14 root      0:00 sh -c while true; do sh; done\n";
-        let ps = processes(out);
+        let ps = parse_nginx(out, 7, 13);
         assert_eq!(ps.len(), 4);
-        assert_eq!(
-            ps[0],
-            Process {
-                pid: 1,
-                command: "/pause".to_owned()
-            }
-        );
-        assert_eq!(find(&ps, "nginx: master process")[0].pid, 7);
-        assert_eq!(find(&ps, "nginx: worker process")[0].pid, 13);
     }
 }

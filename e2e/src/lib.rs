@@ -16,6 +16,7 @@ pub mod events;
 pub mod exec;
 pub mod namespace;
 pub mod pod;
+pub mod scenario;
 pub mod session;
 pub mod wait;
 pub mod workload;

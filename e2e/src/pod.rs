@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
-use kube::api::PostParams;
 use serde_json::{Value, json};
 
 use crate::TIMEOUT;
 use crate::cluster::{is_ready, pod_summary};
 use crate::wait::{Polled, poll};
-use crate::workload::{NGINX_CONTAINER, NGINX_IMAGE, SHELLCAR_KEY_PREFIX, Workloads};
+use crate::workload::{
+    NGINX_CONTAINER, NGINX_IMAGE, SHELLCAR_KEY_PREFIX, Workloads, as_user, pretty,
+};
 
 /// A bare Pod `name` (no controller) of real nginx, labelled `app=<name>`, with a short
 /// grace period; with `readiness` a `tcpSocket: 80` readiness probe.
@@ -43,12 +44,8 @@ impl Workloads {
     /// is Ready.
     pub async fn create_pod(&self, pod: &Pod) -> Result<Pod> {
         let name = pod.name_any();
-        let params = PostParams {
-            field_manager: Some("shellcar-e2e".to_owned()),
-            ..PostParams::default()
-        };
         self.pods
-            .create(&params, pod)
+            .create(&as_user(), pod)
             .await
             .with_context(|| format!("creating Pod {name}"))?;
         self.wait_pod(&name, "Ready", is_ready).await
@@ -78,6 +75,30 @@ impl Workloads {
             },
         )
         .await
+    }
+
+    /// Waits until ephemeral debugger `container` in `source` (the pod as it was before
+    /// the session) has terminated, and asserts that this stopped debugger is all that
+    /// changed in the pod's containers: the pod is still `source` (same UID, not
+    /// replaced), `container` is its only ephemeral container, and nginx is still the same
+    /// running process, never restarted. Returns the pod.
+    pub async fn wait_debugger_stopped(&self, source: &Pod, container: &str) -> Result<Pod> {
+        let name = source.name_any();
+        let nginx = running_instance(source, NGINX_CONTAINER)
+            .with_context(|| format!("nginx is not running in pod {name}"))?;
+        let after = self
+            .wait_pod(&name, "with the ephemeral debugger terminated", |p| {
+                ephemeral_terminated(p, container)
+            })
+            .await?;
+        assert_eq!(after.uid(), source.uid(), "pod {name} was replaced");
+        assert_eq!(ephemeral_containers(&after), vec![container.to_owned()]);
+        assert_eq!(
+            running_instance(&after, NGINX_CONTAINER),
+            Some(nginx),
+            "nginx must keep running, never restarted"
+        );
+        Ok(after)
     }
 
     /// Waits until no pod named `name` with UID `uid` exists any more (deleted, or
@@ -209,4 +230,35 @@ pub fn pod_identity(pod: &Pod) -> Value {
         "annotations": pod.annotations(),
         "spec": pod.spec,
     })
+}
+
+/// Asserts that `pod` is the pod whose [`pod_identity`] was `before`, left alone: same UID,
+/// labels, annotations and spec. `when` names the moment of `pod` in the message
+/// ("during", "after").
+pub fn assert_pod_untouched(before: &Value, pod: &Pod, when: &str) {
+    let now = pod_identity(pod);
+    assert_eq!(
+        &now,
+        before,
+        "pod {} was changed\n--- before ---\n{}\n--- {when} ---\n{}",
+        pod.name_any(),
+        pretty(before),
+        pretty(&now)
+    );
+}
+
+/// Asserts that `pod` has nothing of a debugging session: no ephemeral container and no
+/// shellcar marks (see [`shellcar_marks`]).
+pub fn assert_undebugged(pod: &Pod) {
+    let name = pod.name_any();
+    assert!(
+        ephemeral_containers(pod).is_empty(),
+        "pod {name} has ephemeral containers: {:?}",
+        ephemeral_containers(pod)
+    );
+    assert!(
+        shellcar_marks(pod).is_empty(),
+        "pod {name} has shellcar's marks: {:?}",
+        shellcar_marks(pod)
+    );
 }

@@ -88,6 +88,39 @@ impl Sessions {
         .await
     }
 
+    /// Waits until the session's ttl has run out (phase Expired) and asserts what status
+    /// then says: condition Expired=True, Ready=False, and no pod listed, the debugger
+    /// being gone from them. Returns the session, which stays as a record.
+    pub async fn wait_expired(&self, name: &str) -> Result<DebugSession> {
+        let s = self
+            .wait(name, "phase Expired", |s| phase(s) == Some(Phase::Expired))
+            .await?;
+        let status = s.status.as_ref().context("no status")?;
+        assert!(condition_is(&s, "Expired", "True"), "{status:#?}");
+        assert!(condition_is(&s, "Ready", "False"), "{status:#?}");
+        assert!(
+            status.pods.is_empty(),
+            "an expired session lists pods: {status:#?}"
+        );
+        Ok(s)
+    }
+
+    /// Waits until the session is in phase `expected` with its Ready condition False for
+    /// `reason`, as the operator reports a session it cannot (or can no longer) serve.
+    pub async fn wait_refused(
+        &self,
+        name: &str,
+        expected: Phase,
+        reason: &str,
+    ) -> Result<DebugSession> {
+        let what = format!("phase {expected:?} with Ready=False reason {reason}");
+        self.wait(name, &what, |s| {
+            phase(s) == Some(expected)
+                && condition(s, "Ready").is_some_and(|c| c.status == "False" && c.reason == reason)
+        })
+        .await
+    }
+
     /// Deletes the session and waits until it is gone, i.e. the operator has torn it down
     /// and released its finalizer.
     pub async fn delete_and_wait_gone(&self, name: &str) -> Result<()> {

@@ -49,6 +49,14 @@ pub fn nginx_deployment(name: &str, replicas: i32) -> Result<Deployment> {
     Ok(serde_json::from_value(value)?)
 }
 
+/// Parameters to create an object as a user would, with field manager `shellcar-e2e`.
+pub(crate) fn as_user() -> PostParams {
+    PostParams {
+        field_manager: Some("shellcar-e2e".to_owned()),
+        ..PostParams::default()
+    }
+}
+
 /// Handle on the Deployments and pods of one namespace.
 #[derive(Clone)]
 pub struct Workloads {
@@ -76,12 +84,8 @@ impl Workloads {
     /// until it has rolled out.
     pub async fn create_deployment(&self, deployment: &Deployment) -> Result<Deployment> {
         let name = deployment.name_any();
-        let params = PostParams {
-            field_manager: Some("shellcar-e2e".to_owned()),
-            ..PostParams::default()
-        };
         self.deployments
-            .create(&params, deployment)
+            .create(&as_user(), deployment)
             .await
             .with_context(|| format!("creating Deployment {name}"))?;
         self.wait_rollout(&name).await
@@ -174,6 +178,57 @@ impl Workloads {
         .await
     }
 
+    /// Reads Deployment `name`'s pod template and asserts that a session has injected
+    /// its debugger: each of `debuggers` (container names) is in the template exactly
+    /// once, and the template shares one process namespace, which a sidecar debugger needs
+    /// to see the application's processes. Returns the template.
+    pub async fn assert_debugged(&self, name: &str, debuggers: &[&str]) -> Result<Value> {
+        let template = self.template(name).await?;
+        let containers = template_containers(&template);
+        for debugger in debuggers {
+            let count = containers.iter().filter(|c| c == debugger).count();
+            assert_eq!(
+                count,
+                1,
+                "Deployment {name}'s template must carry debugger {debugger} once, not {count} times:\n{}",
+                pretty(&template)
+            );
+        }
+        assert_eq!(
+            template_shares_processes(&template),
+            Some(true),
+            "Deployment {name}'s template does not share one process namespace:\n{}",
+            pretty(&template)
+        );
+        Ok(template)
+    }
+
+    /// Asserts that Deployment `name` is back to what it was before any session, as
+    /// teardown must leave it: its pod template is exactly `before` (see
+    /// [`assert_template_restored`]), and once it has rolled out, its `replicas` pods (label
+    /// `app=<name>`, as [`nginx_deployment`] makes them) are all Ready and of that template:
+    /// the template's containers and nothing else (no debugger), sharing one process
+    /// namespace only if `before` does. Returns the pods.
+    pub async fn assert_restored(
+        &self,
+        name: &str,
+        before: &Value,
+        replicas: usize,
+    ) -> Result<Vec<Pod>> {
+        let after = self.template(name).await?;
+        assert_template_restored(before, &after);
+        self.wait_rollout(name).await?;
+        let containers = template_containers(before);
+        let shares = template_shares_processes(before).unwrap_or(false);
+        let what = format!(
+            "of the original template: containers {containers:?} only, sharing processes: {shares}"
+        );
+        self.wait_pods(&format!("app={name}"), replicas, &what, |p| {
+            pod_containers(p) == containers && pod_shares_processes(p) == shares
+        })
+        .await
+    }
+
     /// What a user sees of the namespace's workloads: every Deployment's generation and
     /// template, and every pod with its UID and containers.
     pub async fn snapshot(&self) -> Result<Snapshot> {
@@ -254,6 +309,32 @@ pub fn shellcar_traces(template: &Value) -> Vec<String> {
         }
     }
     traces
+}
+
+/// Asserts that pod template `after` is exactly `before`, the template recorded before
+/// any session: first that no shellcar trace remains in it (see [`shellcar_traces`]) and
+/// that its `shareProcessNamespace` is as before (a user's setting survives, shellcar's
+/// goes), for clear messages; then that it is equal to `before` in every field.
+pub fn assert_template_restored(before: &Value, after: &Value) {
+    let traces = shellcar_traces(after);
+    assert!(
+        traces.is_empty(),
+        "shellcar traces remain in the template: {traces:?}\n{}",
+        pretty(after)
+    );
+    assert_eq!(
+        template_shares_processes(after),
+        template_shares_processes(before),
+        "shareProcessNamespace is not what it was before the session:\n{}",
+        pretty(after)
+    );
+    assert_eq!(
+        after,
+        before,
+        "the template after the session differs from the one before\n--- before ---\n{}\n--- after ---\n{}",
+        pretty(before),
+        pretty(after)
+    );
 }
 
 /// Pretty JSON, for assertion messages.

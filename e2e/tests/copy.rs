@@ -9,17 +9,15 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use shellcar::crd::{DebugPod, Mode, Phase, TargetKind};
+use shellcar::crd::{DebugPod, Mode, TargetKind};
 use shellcar::naming;
-use shellcar_e2e::exec::{self, ps};
-use shellcar_e2e::pod::{nginx_pod, pod_identity, running_instance};
-use shellcar_e2e::session::{condition_is, phase, session};
+use shellcar_e2e::exec::{assert_sees_shared_nginx, ps};
+use shellcar_e2e::pod::{assert_pod_untouched, pod_identity, running_instance};
+use shellcar_e2e::session::session;
 use shellcar_e2e::wait::{Polled, poll};
-use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers, pod_shares_processes, pretty};
+use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers, pod_shares_processes};
 use shellcar_e2e::{Fixture, TIMEOUT};
 
-const MASTER: &str = "nginx: master process";
-const WORKER: &str = "nginx: worker process";
 const DEBUGGED_LABEL: &str = "debug.shellcar.dev/debugged";
 const COPY_OF: &str = "shellcar.dev/copy-of";
 
@@ -63,10 +61,9 @@ async fn endpoint_ips(api: &Api<Endpoints>, name: &str) -> Result<Vec<String>> {
 
 #[tokio::test]
 async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
-    let f = Fixture::new("copy").await?;
     // The source has a readiness probe, which the copy must not keep, and a Service that
     // selects it, which must not select the copy.
-    let source = f.workloads.create_pod(&nginx_pod("web", true)?).await?;
+    let (f, source) = Fixture::with_pod("copy", "web", true).await?;
     assert_eq!(has_probe(&source), vec![NGINX_CONTAINER.to_owned()]);
     let source_ip = pod_ip(&source).context("the source has no IP")?;
     let before = pod_identity(&source);
@@ -146,19 +143,7 @@ async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
 
     // `ps ax` in the copy's debugger: the shared namespace, /pause as PID 1, and nginx.
     let processes = ps(&f.workloads.pods, &copy_name, &container).await?;
-    assert!(
-        exec::find(&processes, "/pause").iter().any(|p| p.pid == 1),
-        "/pause is not PID 1: {processes:#?}"
-    );
-    assert_eq!(
-        exec::find(&processes, MASTER).len(),
-        1,
-        "one nginx master expected: {processes:#?}"
-    );
-    assert!(
-        !exec::find(&processes, WORKER).is_empty(),
-        "no nginx worker: {processes:#?}"
-    );
+    assert_sees_shared_nginx(&processes);
 
     // The Service still selects only the source.
     let copy_ip = pod_ip(&f.workloads.pods.get(&copy_name).await?).context("copy has no IP")?;
@@ -179,13 +164,7 @@ async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
 
     // The source was never touched.
     let during = f.workloads.pods.get("web").await?;
-    assert_eq!(
-        pod_identity(&during),
-        before,
-        "--- before ---\n{}\n--- during ---\n{}",
-        pretty(&before),
-        pretty(&pod_identity(&during))
-    );
+    assert_pod_untouched(&before, &during, "during");
     assert_eq!(
         running_instance(&during, NGINX_CONTAINER),
         Some(nginx.clone())
@@ -205,21 +184,14 @@ async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
         .collect();
     assert_eq!(left, vec!["web".to_owned()]);
     let after = f.workloads.pods.get("web").await?;
-    assert_eq!(
-        pod_identity(&after),
-        before,
-        "--- before ---\n{}\n--- after ---\n{}",
-        pretty(&before),
-        pretty(&pod_identity(&after))
-    );
+    assert_pod_untouched(&before, &after, "after");
     assert_eq!(running_instance(&after, NGINX_CONTAINER), Some(nginx));
     Ok(())
 }
 
 #[tokio::test]
 async fn an_expired_copy_is_deleted_and_nothing_is_left() -> Result<()> {
-    let f = Fixture::new("copy-ttl").await?;
-    let source = f.workloads.create_pod(&nginx_pod("web", true)?).await?;
+    let (f, source) = Fixture::with_pod("copy-ttl", "web", true).await?;
     let before = pod_identity(&source);
 
     let mut request = session("cp", TargetKind::Pod, "web", "30s")?;
@@ -235,13 +207,8 @@ async fn an_expired_copy_is_deleted_and_nothing_is_left() -> Result<()> {
         .uid()
         .context("no uid")?;
 
-    let s = f
-        .sessions
-        .wait("cp", "phase Expired", |s| phase(s) == Some(Phase::Expired))
-        .await?;
+    let s = f.sessions.wait_expired("cp").await?;
     let status = s.status.clone().context("no status")?;
-    assert!(condition_is(&s, "Expired", "True"), "{status:#?}");
-    assert!(status.pods.is_empty(), "{status:#?}");
     assert!(
         status.leftovers.is_empty(),
         "a deleted copy leaves nothing: {:?}",
@@ -249,6 +216,6 @@ async fn an_expired_copy_is_deleted_and_nothing_is_left() -> Result<()> {
     );
     f.workloads.wait_pod_gone(&copy_name, &copy_uid).await?;
     let after = f.workloads.pods.get("web").await?;
-    assert_eq!(pod_identity(&after), before);
+    assert_pod_untouched(&before, &after, "after");
     Ok(())
 }

@@ -10,16 +10,14 @@ use kube::ResourceExt;
 use shellcar::crd::{DebugPod, EphemeralTeardown, Mode, Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
-use shellcar_e2e::exec::{self, ps};
+use shellcar_e2e::exec::{self, NGINX_MASTER, NGINX_WORKER, ps};
 use shellcar_e2e::pod::{
-    ephemeral_containers, ephemeral_running, ephemeral_states, ephemeral_terminated, nginx_pod,
-    pod_identity, running_instance, shellcar_marks,
+    assert_pod_untouched, assert_undebugged, ephemeral_running, ephemeral_states, pod_identity,
+    shellcar_marks,
 };
-use shellcar_e2e::session::{condition, condition_is, phase, session};
-use shellcar_e2e::workload::{NGINX_CONTAINER, nginx_deployment, pod_containers, pretty};
+use shellcar_e2e::session::{condition, phase, session};
+use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers};
 
-const MASTER: &str = "nginx: master process";
-const WORKER: &str = "nginx: worker process";
 /// Long enough for the debugger to start and be used before it expires.
 const SHORT_TTL: &str = "40s";
 const DEBUGGED_LABEL: &str = "debug.shellcar.dev/debugged";
@@ -35,7 +33,7 @@ fn attach(ns: &str, pod: &str, container: &str) -> String {
 /// share one process namespace; only `targetContainerName` puts nginx in view).
 async fn assert_sees_nginx(f: &Fixture, pod: &str, container: &str) -> Result<()> {
     let processes = ps(&f.workloads.pods, pod, container).await?;
-    let masters = exec::find(&processes, MASTER);
+    let masters = exec::find(&processes, NGINX_MASTER);
     assert_eq!(
         masters.len(),
         1,
@@ -46,7 +44,7 @@ async fn assert_sees_nginx(f: &Fixture, pod: &str, container: &str) -> Result<()
         "nginx's master is PID 1 in the target container's namespace: {processes:#?}"
     );
     assert!(
-        !exec::find(&processes, WORKER).is_empty(),
+        !exec::find(&processes, NGINX_WORKER).is_empty(),
         "no nginx worker: {processes:#?}"
     );
     assert!(
@@ -107,10 +105,8 @@ fn assert_carries_debugger(pod: &k8s_openapi::api::core::v1::Pod, session: &str,
 /// runs out: the debugger works, then is stopped, and the pod keeps only the stopped
 /// container, as status says.
 async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
-    let f = Fixture::new(topic).await?;
-    let source = f.workloads.create_pod(&nginx_pod("web", false)?).await?;
+    let (f, source) = Fixture::with_pod(topic, "web", false).await?;
     let uid = source.uid().context("no uid")?;
-    let nginx = running_instance(&source, NGINX_CONTAINER).context("nginx is not running")?;
     let spec_before = source.spec.clone();
 
     let mut request = session("eph", TargetKind::Pod, "web", SHORT_TTL)?;
@@ -157,14 +153,8 @@ async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
     assert_sees_nginx(&f, "web", &container).await?;
 
     // Expiry: the session stays as a record, saying what remains in the pod.
-    let s = f
-        .sessions
-        .wait("eph", "phase Expired", |s| phase(s) == Some(Phase::Expired))
-        .await?;
+    let s = f.sessions.wait_expired("eph").await?;
     let status = s.status.clone().context("no status")?;
-    assert!(condition_is(&s, "Expired", "True"), "{status:#?}");
-    assert!(condition_is(&s, "Ready", "False"), "{status:#?}");
-    assert!(status.pods.is_empty(), "{status:#?}");
     assert_eq!(status.leftovers.len(), 1, "{status:#?}");
     let leftover = &status.leftovers[0];
     assert!(
@@ -181,21 +171,8 @@ async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
     // ... and the pod holds exactly that: the stopped debugger, nothing else of shellcar.
     let after = f
         .workloads
-        .wait_pod("web", "with the ephemeral debugger terminated", |p| {
-            ephemeral_terminated(p, &container)
-        })
+        .wait_debugger_stopped(&source, &container)
         .await?;
-    assert_eq!(
-        after.uid().as_deref(),
-        Some(uid.as_str()),
-        "the pod was replaced"
-    );
-    assert_eq!(ephemeral_containers(&after), vec![container.clone()]);
-    assert_eq!(
-        running_instance(&after, NGINX_CONTAINER),
-        Some(nginx.clone()),
-        "nginx must keep running, never restarted"
-    );
     assert!(
         shellcar_marks(&after).is_empty(),
         "shellcar's marks remain: {:?}",
@@ -238,10 +215,7 @@ async fn auto_mode_debugs_a_pod_with_an_ephemeral_container() -> Result<()> {
 
 #[tokio::test]
 async fn label_teardown_stops_the_debugger_and_labels_the_pod() -> Result<()> {
-    let f = Fixture::new("eph-label").await?;
-    let source = f.workloads.create_pod(&nginx_pod("web", false)?).await?;
-    let uid = source.uid().context("no uid")?;
-    let nginx = running_instance(&source, NGINX_CONTAINER).context("nginx is not running")?;
+    let (f, source) = Fixture::with_pod("eph-label", "web", false).await?;
 
     // A long ttl: the debugger cannot stop by itself during the test, only teardown stops it.
     let mut request = session("lbl", TargetKind::Pod, "web", "30m")?;
@@ -263,15 +237,8 @@ async fn label_teardown_stops_the_debugger_and_labels_the_pod() -> Result<()> {
 
     let after = f
         .workloads
-        .wait_pod("web", "with the ephemeral debugger terminated", |p| {
-            ephemeral_terminated(p, &container)
-        })
+        .wait_debugger_stopped(&source, &container)
         .await?;
-    assert_eq!(
-        after.uid().as_deref(),
-        Some(uid.as_str()),
-        "the pod was replaced"
-    );
     assert_eq!(
         after
             .labels()
@@ -287,19 +254,12 @@ async fn label_teardown_stops_the_debugger_and_labels_the_pod() -> Result<()> {
         "only the Label policy's label may remain"
     );
     assert_eq!(after.labels().get("app").map(String::as_str), Some("web"));
-    assert_eq!(ephemeral_containers(&after), vec![container.clone()]);
-    assert_eq!(
-        running_instance(&after, NGINX_CONTAINER),
-        Some(nginx),
-        "nginx must keep running, never restarted"
-    );
     Ok(())
 }
 
 #[tokio::test]
 async fn recycle_is_refused_for_a_bare_pod_and_changes_nothing() -> Result<()> {
-    let f = Fixture::new("eph-bare").await?;
-    let source = f.workloads.create_pod(&nginx_pod("web", false)?).await?;
+    let (f, source) = Fixture::with_pod("eph-bare", "web", false).await?;
     let before = pod_identity(&source);
 
     let mut request = session("rcy", TargetKind::Pod, "web", "30m")?;
@@ -307,49 +267,21 @@ async fn recycle_is_refused_for_a_bare_pod_and_changes_nothing() -> Result<()> {
     request.spec.teardown.ephemeral = EphemeralTeardown::Recycle;
     f.sessions.create(&request).await?;
 
-    let s = f
-        .sessions
-        .wait("rcy", "phase Failed", |s| phase(s) == Some(Phase::Failed))
-        .await?;
+    let s = f.assert_failed("rcy", "RecycleBarePod").await?;
     let status = s.status.clone().context("no status")?;
     let stalled = condition(&s, "Stalled").context("no Stalled condition")?;
-    assert_eq!(
-        (stalled.status.as_str(), stalled.reason.as_str()),
-        ("True", "RecycleBarePod"),
-        "{status:#?}"
-    );
     assert!(
         stalled.message.contains("web") && stalled.message.contains("controller"),
         "the condition must say which pod and why: {}",
         stalled.message
     );
-    assert!(condition_is(&s, "Ready", "False"), "{status:#?}");
     assert!(status.pods.is_empty(), "{status:#?}");
-    f.events
-        .wait_for("DebugSession", "rcy", "Warning", "RecycleBarePod")
-        .await?;
 
     // Nothing happened to the pod, now or a little later.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = f.workloads.pods.get("web").await?;
-    assert!(
-        ephemeral_containers(&after).is_empty(),
-        "an ephemeral container was added: {:?}",
-        ephemeral_containers(&after)
-    );
-    assert!(
-        shellcar_marks(&after).is_empty(),
-        "{:?}",
-        shellcar_marks(&after)
-    );
-    let after = pod_identity(&after);
-    assert_eq!(
-        after,
-        before,
-        "--- before ---\n{}\n--- after ---\n{}",
-        pretty(&before),
-        pretty(&after)
-    );
+    assert_undebugged(&after);
+    assert_pod_untouched(&before, &after, "after");
     assert_eq!(
         phase(&f.sessions.api.get("rcy").await?),
         Some(Phase::Failed)
@@ -359,13 +291,14 @@ async fn recycle_is_refused_for_a_bare_pod_and_changes_nothing() -> Result<()> {
 
 #[tokio::test]
 async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
-    let f = Fixture::new("eph-recycle").await?;
-    let deployment = f
+    let (f, template) = Fixture::with_deployment("eph-recycle", "web", 1).await?;
+    let generation = f
         .workloads
-        .create_deployment(&nginx_deployment("web", 1)?)
-        .await?;
-    let generation = deployment.metadata.generation;
-    let template = f.workloads.template("web").await?;
+        .deployments
+        .get("web")
+        .await?
+        .metadata
+        .generation;
     let pods = f.workloads.live_pods("app=web").await?;
     let [old] = pods.as_slice() else {
         anyhow::bail!("one pod expected, found {}", pods.len());
@@ -399,10 +332,7 @@ async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
     // Ephemeral mode leaves the Deployment alone: no sidecar, no rollout.
     assert_eq!(f.workloads.template("web").await?, template);
 
-    let s = f
-        .sessions
-        .wait("rcy", "phase Expired", |s| phase(s) == Some(Phase::Expired))
-        .await?;
+    let s = f.sessions.wait_expired("rcy").await?;
     let status = s.status.clone().context("no status")?;
     assert_eq!(status.leftovers.len(), 1, "{status:#?}");
     assert!(
@@ -420,12 +350,7 @@ async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
         })
         .await?;
     let new = &replacements[0];
-    assert!(
-        ephemeral_containers(new).is_empty(),
-        "the new pod has ephemeral containers: {:?}",
-        ephemeral_containers(new)
-    );
-    assert!(shellcar_marks(new).is_empty(), "{:?}", shellcar_marks(new));
+    assert_undebugged(new);
     assert_eq!(pod_containers(new), vec![NGINX_CONTAINER.to_owned()]);
     let after = f.workloads.deployments.get("web").await?;
     assert_eq!(

@@ -6,23 +6,15 @@ use std::collections::BTreeSet;
 use anyhow::{Context as _, Result, ensure};
 use shellcar::crd::{Phase, TargetKind};
 use shellcar::naming;
-use shellcar_e2e::exec::{self, exec, ps};
+use shellcar_e2e::exec::{self, NGINX_MASTER, NGINX_WORKER, assert_sees_shared_nginx, exec, ps};
 use shellcar_e2e::session::{condition_is, ready_pods, session};
 use shellcar_e2e::wait::{Polled, poll};
-use shellcar_e2e::workload::{
-    NGINX_CONTAINER, nginx_deployment, pod_containers, pod_shares_processes,
-};
+use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers, pod_shares_processes};
 use shellcar_e2e::{Fixture, TIMEOUT};
-
-const MASTER: &str = "nginx: master process";
-const WORKER: &str = "nginx: worker process";
 
 #[tokio::test]
 async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
-    let f = Fixture::new("seed").await?;
-    f.workloads
-        .create_deployment(&nginx_deployment("web", 1)?)
-        .await?;
+    let (f, _) = Fixture::with_deployment("seed", "web", 1).await?;
     let mut request = session("web-debug", TargetKind::Deployment, "web", "30m")?;
     request.spec.target.container = Some(NGINX_CONTAINER.to_owned());
     f.sessions.create(&request).await?;
@@ -62,16 +54,11 @@ async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
     let pods = &f.workloads.pods;
     // `ps ax` lists /pause (PID 1), the nginx master and a worker.
     let before = ps(pods, &pod.name, &container).await?;
-    let pause = exec::find(&before, "/pause");
-    assert!(
-        pause.iter().any(|p| p.pid == 1),
-        "/pause is not PID 1: {before:#?}"
-    );
-    let masters = exec::find(&before, MASTER);
-    assert_eq!(masters.len(), 1, "one nginx master expected: {before:#?}");
-    let master = masters[0].pid;
-    let old_workers: BTreeSet<u32> = exec::find(&before, WORKER).iter().map(|p| p.pid).collect();
-    assert!(!old_workers.is_empty(), "no nginx worker: {before:#?}");
+    let master = assert_sees_shared_nginx(&before).pid;
+    let old_workers: BTreeSet<u32> = exec::find(&before, NGINX_WORKER)
+        .iter()
+        .map(|p| p.pid)
+        .collect();
 
     // `kill -HUP <master>` makes nginx replace its workers.
     exec(
@@ -83,7 +70,7 @@ async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
     .await?;
     let after = poll("a new nginx worker after SIGHUP", TIMEOUT, || async {
         let now = ps(pods, &pod.name, &container).await?;
-        let new_worker = exec::find(&now, WORKER)
+        let new_worker = exec::find(&now, NGINX_WORKER)
             .iter()
             .any(|p| !old_workers.contains(&p.pid));
         Ok(if new_worker {
@@ -93,7 +80,10 @@ async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
         })
     })
     .await?;
-    let masters_after: Vec<u32> = exec::find(&after, MASTER).iter().map(|p| p.pid).collect();
+    let masters_after: Vec<u32> = exec::find(&after, NGINX_MASTER)
+        .iter()
+        .map(|p| p.pid)
+        .collect();
     assert_eq!(
         masters_after,
         vec![master],

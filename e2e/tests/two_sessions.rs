@@ -11,17 +11,13 @@ use shellcar_e2e::Fixture;
 use shellcar_e2e::exec::{self, ps};
 use shellcar_e2e::session::{phase, ready_pods, session};
 use shellcar_e2e::workload::{
-    SHELLCAR_KEY_PREFIX, nginx_deployment, pod_containers, pod_shares_processes, pretty,
-    template_containers, template_shares_processes,
+    SHELLCAR_KEY_PREFIX, pod_containers, pod_shares_processes, pretty, template_containers,
+    template_shares_processes,
 };
 
 #[tokio::test]
 async fn ending_one_session_leaves_the_other_working() -> Result<()> {
-    let f = Fixture::new("two").await?;
-    f.workloads
-        .create_deployment(&nginx_deployment("web", 1)?)
-        .await?;
-    let before = f.workloads.template("web").await?;
+    let (f, before) = Fixture::with_deployment("two", "web", 1).await?;
     let (alpha, beta) = (
         naming::container_name("alpha"),
         naming::container_name("beta"),
@@ -34,14 +30,7 @@ async fn ending_one_session_leaves_the_other_working() -> Result<()> {
     }
     f.sessions.wait_active("alpha").await?;
     f.sessions.wait_active("beta").await?;
-    let both = f.workloads.template("web").await?;
-    let containers = template_containers(&both);
-    assert!(
-        containers.contains(&alpha) && containers.contains(&beta),
-        "{}",
-        pretty(&both)
-    );
-    assert_eq!(template_shares_processes(&both), Some(true));
+    f.workloads.assert_debugged("web", &[&alpha, &beta]).await?;
 
     // End alpha: beta's container, annotation and the sharing stay.
     f.sessions.delete_and_wait_gone("alpha").await?;
@@ -85,31 +74,12 @@ async fn ending_one_session_leaves_the_other_working() -> Result<()> {
     let pod = &ready_pods(&s)[0];
     let processes = ps(&f.workloads.pods, &pod.name, &beta).await?;
     assert!(
-        !exec::find(&processes, "nginx: master process").is_empty(),
+        !exec::find(&processes, exec::NGINX_MASTER).is_empty(),
         "beta does not see nginx: {processes:#?}"
     );
 
     // End beta: everything is as before, sharing included.
     f.sessions.delete_and_wait_gone("beta").await?;
-    let after = f.workloads.template("web").await?;
-    assert_eq!(
-        template_shares_processes(&after),
-        None,
-        "{}",
-        pretty(&after)
-    );
-    assert_eq!(
-        after,
-        before,
-        "--- before ---\n{}\n--- after ---\n{}",
-        pretty(&before),
-        pretty(&after)
-    );
-    f.workloads.wait_rollout("web").await?;
-    f.workloads
-        .wait_pods("app=web", 1, "without debugger or sharing", |p| {
-            pod_containers(p) == ["nginx"] && !pod_shares_processes(p)
-        })
-        .await?;
+    f.workloads.assert_restored("web", &before, 1).await?;
     Ok(())
 }
