@@ -360,3 +360,54 @@ async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
     assert_eq!(f.workloads.template("web").await?, template);
     Ok(())
 }
+
+#[tokio::test]
+async fn raising_the_ttl_extends_an_ephemeral_debugger() -> Result<()> {
+    let (f, _source) = Fixture::with_pod("eph-extend", "web", false).await?;
+    let mut request = session("ext", TargetKind::Pod, "web", "30s")?;
+    request.spec.mode = Mode::Ephemeral;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("ext");
+    let s = f.sessions.wait_active("ext").await?;
+    let first_expiry = s
+        .status
+        .and_then(|st| st.expires_at)
+        .context("no expiresAt")?
+        .0;
+
+    // Raise the ttl before it runs out, as `kubectl patch` or a GitOps change would.
+    f.sessions
+        .api
+        .patch(
+            "ext",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"ttl": "10m"}})),
+        )
+        .await?;
+    f.sessions
+        .wait("ext", "the later expiry in status", |s| {
+            s.status
+                .as_ref()
+                .and_then(|st| st.expires_at.as_ref())
+                .is_some_and(|t| t.0 > first_expiry)
+        })
+        .await?;
+
+    // Past the first deadline (and the watchdog's 2 s poll), the debugger still runs:
+    // its deadline moved with the session's.
+    let left = first_expiry.duration_since(jiff::Timestamp::now());
+    let left = Duration::try_from(left).unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_secs(8)).await;
+    let live = f.workloads.pods.get("web").await?;
+    assert!(
+        ephemeral_running(&live, &container),
+        "the ephemeral debugger stopped at the old deadline: {:?}",
+        ephemeral_states(&live)
+    );
+    let s = f.sessions.api.get("ext").await?;
+    assert_eq!(phase(&s), Some(Phase::Active), "{:#?}", s.status);
+    assert_sees_nginx(&f, "web", &container).await?;
+
+    f.sessions.delete_and_wait_gone("ext").await?;
+    Ok(())
+}

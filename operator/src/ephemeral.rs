@@ -4,7 +4,8 @@
 //! Kubernetes cannot remove an ephemeral container, so the debugger must stop by itself.
 //! It runs under a small `sh` wrapper that kills every process of its container when the
 //! session expires, so expiry needs no operator at all (it holds if the operator is down);
-//! an earlier end (the session deleted) runs the same kill through exec. The kill finds
+//! an earlier end (the session deleted) runs the same kill through exec, and a later one
+//! (ttl raised) moves the deadline through a file the wrapper reads. The kill finds
 //! the container's processes by their cgroup, so it works whatever command the debugger
 //! runs, and never touches the target's processes, which share the PID namespace.
 
@@ -15,9 +16,14 @@ use serde_json::{Value, json};
 /// itself. Needs only `sh`, `cat` and `kill`.
 pub const STOP_SCRIPT: &str = r#"cg=$(cat /proc/$$/cgroup); for p in /proc/[0-9]*; do pid=${p#/proc/}; [ "$pid" = "$$" ] && continue; [ "$(cat "$p/cgroup" 2>/dev/null)" = "$cg" ] && kill -KILL "$pid" 2>/dev/null; done; exit 0"#;
 
+/// Where the watchdog reads a moved deadline (Unix seconds), in the debugger's own
+/// filesystem.
+pub const DEADLINE_FILE: &str = "/tmp/.shellcar-deadline";
+
 /// Runs the debugger (its command and args, or a shell that restarts on detach), and a
-/// watchdog that stops the container after `$1` seconds.
-const WRAPPER: &str = r#"(sleep "$1"; exec sh -c "$2") & shift 2; if [ $# -gt 0 ]; then "$@"; else while true; do sh; done; fi"#;
+/// watchdog that stops the container at the Unix time `$1`, or at the time in
+/// [`DEADLINE_FILE`] once that exists.
+const WRAPPER: &str = r#"(d="$1"; while [ "$(date +%s)" -lt "$d" ]; do sleep 2; [ -r /tmp/.shellcar-deadline ] && d=$(cat /tmp/.shellcar-deadline); done; exec sh -c "$2") & shift 2; if [ $# -gt 0 ]; then "$@"; else while true; do sh; done; fi"#;
 
 /// Kubernetes expands `$(VAR)` and turns `$$` into `$` in a container's command; doubling
 /// every `$` makes it hand the script to `sh` exactly as written.
@@ -30,19 +36,26 @@ pub fn stop_command() -> Vec<String> {
     vec!["sh".to_owned(), "-c".to_owned(), STOP_SCRIPT.to_owned()]
 }
 
+/// The command that moves a running debugger's deadline to the Unix time `deadline`.
+pub fn extend_command(deadline: i64) -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "mkdir -p /tmp && echo {deadline} > {DEADLINE_FILE}.new && mv {DEADLINE_FILE}.new {DEADLINE_FILE}"
+        ),
+    ]
+}
+
 /// The ephemeral container for a debugger built as `base` (the Sidecar container of the
-/// same spec), aimed at `target_container`, that stops itself after `lifetime_secs`.
-pub fn container(
-    base: &Container,
-    target_container: &str,
-    lifetime_secs: u64,
-) -> EphemeralContainer {
+/// same spec), aimed at `target_container`, that stops itself at the Unix time `deadline`.
+pub fn container(base: &Container, target_container: &str, deadline: i64) -> EphemeralContainer {
     let mut command = vec![
         "sh".to_owned(),
         "-c".to_owned(),
         escape(WRAPPER),
         "shellcar-debugger".to_owned(),
-        lifetime_secs.max(1).to_string(),
+        deadline.to_string(),
         escape(STOP_SCRIPT),
     ];
     // The default Sidecar command is the restarting shell, which the wrapper provides.
@@ -145,16 +158,17 @@ mod tests {
 
     #[test]
     fn default_debugger_is_a_self_stopping_shell_aimed_at_the_target() {
-        let c = container(&base(), "nginx", 1800);
+        let c = container(&base(), "nginx", 1_795_000_000);
         assert_eq!(c.name, "shellcar-dbg-1");
         assert_eq!(c.target_container_name.as_deref(), Some("nginx"));
         assert_eq!((c.stdin, c.tty), (Some(true), Some(true)));
         let command = c.command.unwrap();
         assert_eq!(command[..2], ["sh", "-c"]);
         assert_eq!(command[3], "shellcar-debugger", "$0");
-        assert_eq!(command[4], "1800", "the lifetime is $1");
+        assert_eq!(command[4], "1795000000", "the deadline is $1");
         assert_eq!(command[5], escape(STOP_SCRIPT), "the stop script is $2");
-        assert!(command[2].starts_with(r#"(sleep "$$1"; exec sh -c "$$2")"#));
+        assert!(command[2].starts_with(r#"(d="$$1"; while [ "$$(date +%s)" -lt "$$d" ]"#));
+        assert!(command[2].contains(DEADLINE_FILE));
         assert_eq!(
             command.len(),
             6,
@@ -173,10 +187,18 @@ mod tests {
             args: Some(vec!["-b".to_owned()]),
             ..Default::default()
         };
-        let c = container(&debugger_container(&debugger, "c", "busybox"), "app", 0);
+        let c = container(&debugger_container(&debugger, "c", "busybox"), "app", 7);
         let command = c.command.unwrap();
-        assert_eq!(command[4], "1", "a lifetime is at least one second");
         assert_eq!(command[6..], ["top", "-b"]);
+    }
+
+    #[test]
+    fn the_deadline_is_moved_atomically() {
+        let command = extend_command(1_795_000_600);
+        assert_eq!(
+            command[2],
+            "mkdir -p /tmp && echo 1795000600 > /tmp/.shellcar-deadline.new && mv /tmp/.shellcar-deadline.new /tmp/.shellcar-deadline"
+        );
     }
 
     #[test]

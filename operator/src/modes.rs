@@ -30,8 +30,10 @@ pub struct Request<'a> {
     pub plan: &'a Plan,
     pub container: String,
     pub manager: String,
-    /// Seconds until the session expires.
-    pub lifetime_secs: u64,
+    /// When the session expires.
+    pub expires_at: jiff::Timestamp,
+    /// When the session expired according to its status before this reconcile.
+    pub previous_expires_at: Option<jiff::Timestamp>,
     pub previous_target: Option<&'a ResolvedTarget>,
 }
 
@@ -279,6 +281,7 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
         return Ok(invalid.into());
     }
     let base = inject::debugger_container(&req.spec().debugger, &req.container, &req.plan.image);
+    let mut notes = Vec::new();
     for pod in &pods {
         let pod_name = pod.name_any();
         let target_container = req
@@ -321,10 +324,23 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
             )
             .await
             .map_err(pod_error("marking", &pod_name))?;
-        if ephemeral::state(pod, &req.container) != ephemeral::State::Absent {
-            continue;
+        match ephemeral::state(pod, &req.container) {
+            ephemeral::State::Running
+                if req
+                    .previous_expires_at
+                    .is_some_and(|previous| previous != req.expires_at) =>
+            {
+                if let Err(e) = extend(req, &pod_name).await {
+                    notes.push(format!(
+                        "the ephemeral debugger in pod {pod_name} keeps its old deadline: {e}"
+                    ));
+                }
+                continue;
+            }
+            ephemeral::State::Absent => {}
+            _ => continue,
         }
-        let mut added = ephemeral::container(&base, &target_container, req.lifetime_secs);
+        let mut added = ephemeral::container(&base, &target_container, req.expires_at.as_second());
         if caps.legacy_ephemeral_api {
             // Before 1.23 the API server forbids a securityContext on ephemeral containers.
             added.security_context = None;
@@ -340,7 +356,6 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
         .filter(|p| ephemeral::state(p, &req.container) == ephemeral::State::Terminated)
         .map(|p| p.metadata.name.as_deref().unwrap_or_default())
         .collect();
-    let mut notes = Vec::new();
     if !ended.is_empty() {
         notes.push(format!(
             "the ephemeral debugger has ended in pod {}; Kubernetes cannot start it again",
@@ -592,6 +607,19 @@ async fn teardown_ephemeral(
     Ok(line)
 }
 
+/// Moves the deadline of the running ephemeral debugger in `pod` to the session's expiry.
+async fn extend(req: &Request<'_>, pod: &str) -> Result<(), Error> {
+    run(
+        &req.pods(),
+        pod,
+        &req.container,
+        ephemeral::extend_command(req.expires_at.as_second()),
+    )
+    .await?;
+    info!(%pod, container = %req.container, expires_at = %req.expires_at, "moved the ephemeral debugger's deadline");
+    Ok(())
+}
+
 /// True when the debugger ended by other means, e.g. its own expiry watchdog racing the
 /// exec that was to stop it.
 async fn stopped_anyway(pods: &Api<Pod>, pod: &str, container: &str) -> bool {
@@ -609,21 +637,31 @@ async fn stopped_anyway(pods: &Api<Pod>, pod: &str, container: &str) -> bool {
 
 /// Stops a running ephemeral debugger through exec.
 async fn stop(pods: &Api<Pod>, pod: &str, container: &str) -> Result<(), Error> {
+    run(pods, pod, container, ephemeral::stop_command()).await?;
+    info!(%pod, %container, "stopped the ephemeral debugger");
+    Ok(())
+}
+
+/// Runs `command` in `container` of `pod` through exec and waits for it to end.
+async fn run(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: &str,
+    command: Vec<String>,
+) -> Result<(), Error> {
     let params = AttachParams::default()
         .container(container)
         .stdin(false)
         .stdout(true)
         .stderr(true);
     let process = pods
-        .exec(pod, ephemeral::stop_command(), &params)
-        .map_err(pod_error("stopping the debugger in", pod))
+        .exec(pod, command, &params)
+        .map_err(pod_error("running a command in", pod))
         .await?;
     process.join().await.map_err(|e| Error::Stop {
         pod: pod.to_owned(),
         message: e.to_string(),
-    })?;
-    info!(%pod, %container, "stopped the ephemeral debugger");
-    Ok(())
+    })
 }
 
 /// Removes everything `manager` owns on the workload, if it exists and the manager owns

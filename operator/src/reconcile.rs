@@ -56,7 +56,7 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("stopping the debugger in pod {pod}: {message}")]
+    #[error("running a command in the debugger of pod {pod}: {message}")]
     Stop { pod: String, message: String },
     #[error("discovering what the cluster serves")]
     Discovery(#[source] kube::Error),
@@ -250,7 +250,8 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         plan: &plan,
         container: facts.container.clone(),
         manager: naming::field_manager(&name),
-        lifetime_secs: remaining.as_secs(),
+        expires_at,
+        previous_expires_at: old.expires_at.as_ref().map(|t| t.0),
         previous_target: old.target.as_ref(),
     };
     let outcome = match plan.mode {
