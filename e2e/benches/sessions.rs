@@ -39,6 +39,15 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Prints how many of the BATCH sessions per second one step handled.
+fn rate(name: &str, elapsed: Duration) {
+    println!(
+        "{name:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
+        elapsed.as_secs_f64(),
+        BATCH as f64 / elapsed.as_secs_f64()
+    );
+}
+
 /// One metric's value from the operator's /metrics, read with curl (present on the
 /// machine; the benchmark needs no HTTP client of its own).
 fn metric(name: &str) -> Option<f64> {
@@ -110,13 +119,7 @@ async fn throughput(f: &Fixture) -> Result<()> {
             })
             .await?;
     }
-    let injected = start.elapsed();
-    println!(
-        "{:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
-        "create -> Injected, all at once",
-        injected.as_secs_f64(),
-        BATCH as f64 / injected.as_secs_f64()
-    );
+    rate("create -> Injected, all at once", start.elapsed());
     // Extend every session (a spec change each), as a GitOps sync would.
     let start = Instant::now();
     for i in 0..BATCH {
@@ -136,13 +139,7 @@ async fn throughput(f: &Fixture) -> Result<()> {
             })
             .await?;
     }
-    let extended = start.elapsed();
-    println!(
-        "{:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
-        "ttl raised -> observed",
-        extended.as_secs_f64(),
-        BATCH as f64 / extended.as_secs_f64()
-    );
+    rate("ttl raised -> observed", start.elapsed());
     let start = Instant::now();
     let mut uids = Vec::new();
     for i in 0..BATCH {
@@ -151,13 +148,7 @@ async fn throughput(f: &Fixture) -> Result<()> {
     for (i, uid) in uids.iter().enumerate() {
         f.sessions.wait_gone(&format!("tp-{i}"), uid).await?;
     }
-    let deleted = start.elapsed();
-    println!(
-        "{:<44} {BATCH} sessions in {:.2} s = {:.1} sessions/s",
-        "delete -> torn down and gone",
-        deleted.as_secs_f64(),
-        BATCH as f64 / deleted.as_secs_f64()
-    );
+    rate("delete -> torn down and gone", start.elapsed());
     if let (Some(before), Some(after)) = (reconciles_before, metric("shellcar_reconciles_total")) {
         println!(
             "{:<44} {:.0} for {BATCH} sessions ({:.1} each)",

@@ -1,5 +1,6 @@
 //! Wiring: the controller, its watches, and the shared context.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::crd::{DebugSession, TargetKind};
@@ -45,6 +47,25 @@ fn sessions_targeting<K: Resource>(
         })
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
+}
+
+/// Wakes the sessions that target a workload of type `K` (as `kind`) when it changes,
+/// appears or goes.
+fn watch_targets<K>(
+    controller: Controller<DebugSession>,
+    client: &Client,
+    store: &Store<DebugSession>,
+    kind: TargetKind,
+) -> Controller<DebugSession>
+where
+    K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let store = store.clone();
+    controller.watches(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+        move |obj| sessions_targeting(&store, kind, &obj),
+    )
 }
 
 /// Sessions named by the annotations of a debugged pod.
@@ -99,25 +120,18 @@ pub async fn run(
         }
     });
 
-    macro_rules! watch_workload {
-        ($controller:expr, $type:ty, $kind:expr) => {{
-            let store = store.clone();
-            $controller.watches(
-                Api::<$type>::all(client.clone()),
-                watcher::Config::default().any_semantic(),
-                move |obj| sessions_targeting(&store, $kind, &obj),
-            )
-        }};
-    }
     let controller = controller.watches(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().labels(naming::DEBUGGED_LABEL),
         |pod| sessions_of_pod(&pod),
     );
-    let controller = watch_workload!(controller, Deployment, TargetKind::Deployment);
-    let controller = watch_workload!(controller, StatefulSet, TargetKind::StatefulSet);
-    let controller = watch_workload!(controller, DaemonSet, TargetKind::DaemonSet);
-    let controller = watch_workload!(controller, ReplicaSet, TargetKind::ReplicaSet);
+    let controller =
+        watch_targets::<Deployment>(controller, &client, &store, TargetKind::Deployment);
+    let controller =
+        watch_targets::<StatefulSet>(controller, &client, &store, TargetKind::StatefulSet);
+    let controller = watch_targets::<DaemonSet>(controller, &client, &store, TargetKind::DaemonSet);
+    let controller =
+        watch_targets::<ReplicaSet>(controller, &client, &store, TargetKind::ReplicaSet);
 
     info!("controller started");
     controller

@@ -144,8 +144,11 @@ pub async fn sidecar(req: &Request<'_>) -> Result<Outcome, Error> {
         &workload.managed_fields,
     );
     let intent = inject::sidecar_intent(kind, &workload.name, &req.name, &debugger, claim_sharing);
+    let Some(api) = workload::api(&req.ctx.client, req.ns, kind) else {
+        return Ok(missing(req));
+    };
     let params = PatchParams::apply(&req.manager);
-    match workload_api(req, kind)
+    match api
         .patch(&workload.name, &params, &Patch::Apply(&intent))
         .await
     {
@@ -200,11 +203,6 @@ fn rollout_note(workload: &Workload, no_pods: bool) -> Option<String> {
     })
 }
 
-fn workload_api(req: &Request<'_>, kind: TargetKind) -> Api<DynamicObject> {
-    let resource = workload::api_resource(kind).unwrap_or_else(|| ApiResource::erase::<Pod>(&()));
-    Api::namespaced_with(req.ctx.client.clone(), req.ns, &resource)
-}
-
 /// The target as a list of live pods: the Pod itself, or the workload's pods.
 async fn target_pods(req: &Request<'_>) -> Result<Option<(ResolvedTarget, Vec<Pod>)>, Error> {
     let target = &req.spec().target;
@@ -221,13 +219,16 @@ async fn target_pods(req: &Request<'_>) -> Result<Option<(ResolvedTarget, Vec<Po
     else {
         return Ok(None);
     };
-    let selector = workload.selector.clone().unwrap_or_default();
+    let target = resolved(target.kind, &workload.name, workload.uid.clone());
+    // Without a selector the workload owns no pods we can find; never list them all.
+    let Some(selector) = &workload.selector else {
+        return Ok(Some((target, Vec::new())));
+    };
     let pods = req
         .pods()
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels_from(selector))
         .await
         .map_err(Error::Pods)?;
-    let target = resolved(target.kind, &workload.name, workload.uid.clone());
     Ok(Some((target, pods.items)))
 }
 
@@ -297,21 +298,15 @@ pub async fn ephemeral(req: &Request<'_>, caps: Capabilities) -> Result<Outcome,
                     .map(|c| c.name.clone())
             })
             .unwrap_or_default();
-        if let Some(spec) = &pod.spec
-            && !spec.containers.iter().any(|c| c.name == target_container)
+        let containers: Vec<&str> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().map(|c| c.name.as_str()))
+            .collect();
+        if let Err(invalid) =
+            validate::container_exists(TargetKind::Pod, &pod_name, &containers, &target_container)
         {
-            return Ok(Invalid::ContainerNotFound {
-                kind: TargetKind::Pod,
-                name: pod_name,
-                container: target_container,
-                found: spec
-                    .containers
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
-            .into());
+            return Ok(invalid.into());
         }
         // The marked pod, not the one read before: the legacy body carries its
         // resourceVersion, and an older one would be refused with a conflict.
@@ -679,19 +674,20 @@ async fn teardown_sidecar(
     if !inject::has_fields(&workload.managed_fields, manager) {
         return Ok(());
     }
-    let resource = workload::api_resource(kind).unwrap_or_else(|| ApiResource::erase::<Pod>(&()));
-    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &resource)
-        .patch(
-            name,
-            &PatchParams::apply(manager),
-            &Patch::Apply(inject::empty_intent(kind, name)),
-        )
-        .await
-        .map_err(|source| Error::Teardown {
-            kind,
-            name: name.to_owned(),
-            source,
-        })?;
+    let Some(api) = workload::api(&ctx.client, ns, kind) else {
+        return Ok(());
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(manager),
+        &Patch::Apply(inject::empty_intent(kind, name)),
+    )
+    .await
+    .map_err(|source| Error::Teardown {
+        kind,
+        name: name.to_owned(),
+        source,
+    })?;
     info!(%kind, %name, %manager, "removed the debugger");
     Ok(())
 }

@@ -60,7 +60,6 @@ pub enum Error {
     Stop { pod: String, message: String },
     #[error("discovering what the cluster serves")]
     Discovery(#[source] kube::Error),
-
     #[error("managing the finalizer")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -78,7 +77,6 @@ impl Error {
             Error::Pod { .. } => "PodOperationFailed",
             Error::Stop { .. } => "StopFailed",
             Error::Discovery(_) => "DiscoveryFailed",
-
             Error::Finalizer(_) => "FinalizerFailed",
         }
     }
@@ -214,7 +212,10 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         Ok(plan) => plan,
         Err(invalid) => {
             facts.leftovers = modes::teardown(ctx, session, ns).await?;
-            facts.situation = refused(invalid.reason(), invalid.to_string());
+            facts.situation = Situation::Refused {
+                reason: invalid.reason(),
+                message: invalid.to_string(),
+            };
             write_status(session, ns, ctx, &old, facts).await?;
             return Ok(Action::await_change());
         }
@@ -278,8 +279,11 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
             Action::requeue(remaining.min(retry))
         }
         Outcome::Refused { reason, message } => {
-            facts.leftovers = modes::teardown(ctx, session, ns).await?;
-            facts.situation = refused(reason, message);
+            // Added to what a change of mode may already have left behind above.
+            facts
+                .leftovers
+                .extend(modes::teardown(ctx, session, ns).await?);
+            facts.situation = Situation::Refused { reason, message };
             at_expiry
         }
     };
@@ -307,10 +311,6 @@ async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Acti
     }
     ctx.metrics.session_phase(format!("{ns}/{name}"), None);
     Ok(Action::await_change())
-}
-
-fn refused(reason: &'static str, message: String) -> Situation {
-    Situation::Refused { reason, message }
 }
 
 /// Writes the next status if it differs from the current one, and publishes the Event of

@@ -153,6 +153,24 @@ pub fn pods(spec: &DebugSessionSpec, pods: &[Pod]) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks that `kind` `name`, whose containers are `found`, has container `wanted`.
+pub fn container_exists(
+    kind: TargetKind,
+    name: &str,
+    found: &[&str],
+    wanted: &str,
+) -> Result<(), Invalid> {
+    if found.contains(&wanted) {
+        return Ok(());
+    }
+    Err(Invalid::ContainerNotFound {
+        kind,
+        name: name.to_owned(),
+        container: wanted.to_owned(),
+        found: found.join(", "),
+    })
+}
+
 /// Checks the session against the workload it targets.
 pub fn target(spec: &DebugSessionSpec, workload: &Workload) -> Result<(), Invalid> {
     let (kind, name) = (workload.kind, workload.name.clone());
@@ -165,15 +183,7 @@ pub fn target(spec: &DebugSessionSpec, workload: &Workload) -> Result<(), Invali
         });
     }
     if let Some(container) = &spec.target.container {
-        let found = workload.container_names();
-        if !found.contains(&container.as_str()) {
-            return Err(Invalid::ContainerNotFound {
-                kind,
-                name,
-                container: container.clone(),
-                found: found.join(", "),
-            });
-        }
+        container_exists(kind, &name, &workload.container_names(), container)?;
     }
     let pod_spec = workload.template.spec.as_ref();
     if pod_spec.and_then(|s| s.host_pid) == Some(true) {

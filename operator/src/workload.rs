@@ -1,8 +1,11 @@
 //! The workloads a session can target, read through one dynamic code path.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ManagedFieldsEntry, OwnerReference,
+};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::core::labels::Selector;
 use kube::{Client, ResourceExt};
 
 use crate::crd::TargetKind;
@@ -42,8 +45,9 @@ pub struct Workload {
     pub controller: Option<OwnerReference>,
     pub rollout: Rollout,
     pub deleting: bool,
-    /// The workload's `spec.selector.matchLabels` as a label selector, e.g. `app=web`.
-    pub selector: Option<String>,
+    /// The workload's `spec.selector` (labels and expressions); `None` when it has none
+    /// or it cannot be read, which selects no pods.
+    pub selector: Option<Selector>,
 }
 
 /// The API resource of a workload kind; `None` for Pods, which have no template.
@@ -81,15 +85,8 @@ impl Workload {
         };
         let selector = spec
             .and_then(|s| s.get("selector"))
-            .and_then(|s| s.get("matchLabels"))
-            .and_then(|m| m.as_object())
-            .filter(|m| !m.is_empty())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            });
+            .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
+            .and_then(|s| Selector::try_from(s).ok());
         Ok(Workload {
             selector,
             kind,
@@ -122,6 +119,11 @@ impl Workload {
     }
 }
 
+/// The API of workloads of `kind` in `namespace`; `None` for Pods.
+pub fn api(client: &Client, namespace: &str, kind: TargetKind) -> Option<Api<DynamicObject>> {
+    api_resource(kind).map(|r| Api::namespaced_with(client.clone(), namespace, &r))
+}
+
 /// The workload `kind`/`name` in `namespace`, or `None` when it does not exist.
 pub async fn fetch(
     client: &Client,
@@ -129,10 +131,9 @@ pub async fn fetch(
     kind: TargetKind,
     name: &str,
 ) -> Result<Option<Workload>, Error> {
-    let Some(resource) = api_resource(kind) else {
+    let Some(api) = api(client, namespace, kind) else {
         return Ok(None);
     };
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let obj = api.get_opt(name).await.map_err(|source| Error::Kube {
         kind,
         name: name.to_owned(),
@@ -173,7 +174,10 @@ spec:
         assert_eq!(w.uid.as_deref(), Some("u-1"));
         assert_eq!(w.rollout, Rollout::Automatic);
         assert_eq!(w.container_names(), ["nginx", "init"]);
-        assert_eq!(w.selector.as_deref(), Some("app=web"));
+        assert_eq!(
+            w.selector.map(|s| s.to_string()).as_deref(),
+            Some("app=web")
+        );
         assert!(w.controller.is_none());
     }
 
@@ -202,6 +206,25 @@ spec:
 "#,
         );
         assert_eq!(ds.rollout, Rollout::OnDelete);
+    }
+
+    #[test]
+    fn selector_expressions_are_kept() {
+        let w = fixture(
+            r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  selector:
+    matchExpressions: [{key: tier, operator: In, values: [db]}]
+  template: {spec: {containers: [{name: db}]}}
+"#,
+        );
+        assert_eq!(
+            w.selector.map(|s| s.to_string()).as_deref(),
+            Some("tier in (db)")
+        );
     }
 
     #[test]
