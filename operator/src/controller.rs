@@ -15,11 +15,11 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
+use crate::context::{Context, Policy, error_chain};
 use crate::crd::{DebugSession, TargetKind};
 use crate::naming;
-use crate::reconcile::{self, Context, error_chain};
+use crate::reconcile;
 use crate::telemetry::{Health, Metrics};
-use crate::validate::Policy;
 
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]

@@ -1,25 +1,26 @@
 //! shellcar: a Kubernetes operator that gives people a debug shell beside the processes of
 //! a workload, declaratively, audited and for a limited time.
 //!
-//! The reconcile pipeline reads as fetch ([`workload`]), validate ([`validate`]), build
-//! ([`inject`]), apply and status ([`reconcile`], [`status`]).
+//! The reconcile pipeline reads top-down in [`reconcile`]: fetch, validate
+//! ([`validate`]), plan, apply the mode ([`modes`]: one file per mode), status
+//! ([`status`]). [`context`] holds what every step shares; [`controller`] wires the
+//! watches to the pipeline.
 
 pub mod attach;
 pub mod cli;
+pub mod context;
 pub mod controller;
-pub mod copy;
 pub mod crd;
-pub mod ephemeral;
-pub mod inject;
-pub mod modes;
+pub(crate) mod debugger;
+pub(crate) mod modes;
 pub mod naming;
-pub mod profile;
-pub mod reconcile;
-pub mod status;
+pub(crate) mod profile;
+pub(crate) mod reconcile;
+pub(crate) mod status;
 pub mod telemetry;
-pub mod ttl;
-pub mod validate;
-pub mod workload;
+pub(crate) mod ttl;
+pub(crate) mod validate;
+pub(crate) mod workload;
 
 use kube::CustomResourceExt;
 

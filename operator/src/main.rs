@@ -4,8 +4,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use shellcar::cli::{Cli, Command, RunArgs};
+use shellcar::context::Policy;
 use shellcar::telemetry::{self, Health, Metrics};
-use shellcar::validate::Policy;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {

@@ -56,38 +56,35 @@ pub struct Facts {
     pub leftovers: Vec<String>,
 }
 
-fn time(t: Timestamp) -> Time {
-    Time(t)
-}
-
-/// Sets condition `type_` in `conditions`, keeping its transition time when its status
-/// does not change.
-pub fn set_condition(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
+/// The conditions of one status being built: sets each one, keeping its transition time
+/// when its status does not change.
+struct Conditions<'a> {
+    list: &'a mut Vec<Condition>,
     generation: Option<i64>,
     now: Timestamp,
-) {
-    let status = if status { "True" } else { "False" };
-    let last_transition_time = conditions
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| time(now));
-    let condition = Condition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message: message.to_owned(),
-        observed_generation: generation,
-        last_transition_time,
-    };
-    match conditions.iter_mut().find(|c| c.type_ == type_) {
-        Some(existing) => *existing = condition,
-        None => conditions.push(condition),
+}
+
+impl Conditions<'_> {
+    fn set(&mut self, type_: &str, status: bool, reason: &str, message: &str) {
+        let status = if status { "True" } else { "False" };
+        let last_transition_time = self
+            .list
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map_or(Time(self.now), |c| c.last_transition_time.clone());
+        let condition = Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            // The API server rejects empty condition messages.
+            message: message.to_owned(),
+            observed_generation: self.generation,
+            last_transition_time,
+        };
+        match self.list.iter_mut().find(|c| c.type_ == type_) {
+            Some(existing) => *existing = condition,
+            None => self.list.push(condition),
+        }
     }
 }
 
@@ -96,62 +93,46 @@ pub fn condition<'a>(status: &'a DebugSessionStatus, type_: &str) -> Option<&'a 
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// The next status, from the previous one and the facts.
-pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
-    let Facts {
-        generation,
-        now,
-        mode,
-        target,
-        container,
-        expires_at,
-        situation,
-        leftovers,
-    } = facts;
-    let target_text = target
-        .as_ref()
-        .map(|t| format!("{} {}", t.kind, t.name))
-        .unwrap_or_else(|| "the target".to_owned());
-    let mut status = DebugSessionStatus {
-        observed_generation: generation,
-        conditions: old.conditions.clone(),
-        mode,
-        target,
-        container: Some(container.clone()),
-        started_at: old.started_at.clone(),
-        expires_at: expires_at.map(time),
-        ended_at: None,
-        leftovers: old.leftovers.clone(),
-        ..Default::default()
-    };
-    for line in leftovers {
-        if !status.leftovers.contains(&line) {
-            status.leftovers.push(line);
-        }
-    }
-    // (phase, ready, ready reason, injected, injected reason, reconciling, stalled, message)
-    let (phase, ready, ready_reason, injected, injected_reason, reconciling, stalled, message) =
-        match &situation {
-            Situation::Refused { reason, message } => (
-                Phase::Failed,
-                false,
-                *reason,
-                false,
-                *reason,
-                false,
-                true,
-                message.clone(),
-            ),
-            Situation::TargetMissing { message } => (
-                Phase::Pending,
-                false,
-                "TargetNotFound",
-                false,
-                "TargetNotFound",
-                true,
-                false,
-                message.clone(),
-            ),
+/// What a situation means: the phase, and what the conditions say.
+struct Verdict {
+    phase: Phase,
+    ready: bool,
+    /// The reason of Ready, which Reconciling and Stalled share.
+    reason: &'static str,
+    injected: bool,
+    injected_reason: &'static str,
+    reconciling: bool,
+    stalled: bool,
+    message: String,
+}
+
+impl Verdict {
+    /// The verdict on `situation`, for debugger `container` in `target` (as text).
+    fn of(situation: &Situation, container: &str, target: &str) -> Verdict {
+        let quiet = |phase, reason, injected_reason, message| Verdict {
+            phase,
+            ready: false,
+            reason,
+            injected: false,
+            injected_reason,
+            reconciling: false,
+            stalled: false,
+            message,
+        };
+        match situation {
+            Situation::Refused { reason, message } => Verdict {
+                stalled: true,
+                ..quiet(Phase::Failed, reason, reason, message.clone())
+            },
+            Situation::TargetMissing { message } => Verdict {
+                reconciling: true,
+                ..quiet(
+                    Phase::Pending,
+                    "TargetNotFound",
+                    "TargetNotFound",
+                    message.clone(),
+                )
+            },
             Situation::Injected { pods, note } => {
                 let running: Vec<&DebugPod> = pods.iter().filter(|p| p.ready).collect();
                 let mut message = match running.first() {
@@ -162,122 +143,116 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
                         first.attach
                     ),
                     None => format!(
-                        "debugger {container} was added to {target_text}; waiting for a pod to run it"
+                        "debugger {container} was added to {target}; waiting for a pod to run it"
                     ),
                 };
                 if let Some(note) = note {
                     message = format!("{message}. {note}");
                 }
-                status.pods = pods.clone();
-                if status.started_at.is_none() {
-                    status.started_at = Some(time(now));
-                }
-                if running.is_empty() {
-                    (
-                        Phase::Injecting,
-                        false,
-                        "WaitingForPods",
-                        true,
-                        "Applied",
-                        true,
-                        false,
-                        message,
-                    )
-                } else {
-                    (
-                        Phase::Active,
-                        true,
-                        "DebuggerRunning",
-                        true,
-                        "Applied",
-                        false,
-                        false,
-                        message,
-                    )
+                let ready = !running.is_empty();
+                Verdict {
+                    phase: if ready {
+                        Phase::Active
+                    } else {
+                        Phase::Injecting
+                    },
+                    ready,
+                    reason: if ready {
+                        "DebuggerRunning"
+                    } else {
+                        "WaitingForPods"
+                    },
+                    injected: true,
+                    injected_reason: "Applied",
+                    reconciling: !ready,
+                    stalled: false,
+                    message,
                 }
             }
-            Situation::Expired => (
+            Situation::Expired => quiet(
                 Phase::Expired,
-                false,
                 "Expired",
-                false,
                 "Removed",
-                false,
-                false,
-                format!("the ttl ran out; debugger {container} was removed from {target_text}"),
+                format!("the ttl ran out; debugger {container} was removed from {target}"),
             ),
-            Situation::Ended => (
+            Situation::Ended => quiet(
                 Phase::Ended,
-                false,
                 "Ended",
-                false,
                 "Removed",
-                false,
-                false,
-                format!(
-                    "the session was deleted; debugger {container} was removed from {target_text}"
-                ),
+                format!("the session was deleted; debugger {container} was removed from {target}"),
             ),
-        };
-    if matches!(phase, Phase::Expired | Phase::Ended) {
-        status.ended_at = old.ended_at.clone().or_else(|| Some(time(now)));
+        }
     }
-    let expired = phase == Phase::Expired;
-    let c = &mut status.conditions;
-    set_condition(c, READY, ready, ready_reason, &message, generation, now);
-    set_condition(
-        c,
-        INJECTED,
-        injected,
-        injected_reason,
-        &message,
-        generation,
-        now,
+}
+
+/// The next status, from the previous one and the facts.
+pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
+    let target = facts.target.as_ref().map_or_else(
+        || "the target".to_owned(),
+        |t| format!("{} {}", t.kind, t.name),
     );
-    // Condition messages must not be empty: the API server rejects them.
-    let expired_message = if expired {
-        "the ttl ran out"
-    } else {
-        "the ttl has not run out"
+    let verdict = Verdict::of(&facts.situation, &facts.container, &target);
+    let mut status = DebugSessionStatus {
+        observed_generation: facts.generation,
+        conditions: old.conditions.clone(),
+        mode: facts.mode,
+        target: facts.target,
+        container: Some(facts.container),
+        started_at: old.started_at.clone(),
+        expires_at: facts.expires_at.map(Time),
+        leftovers: old.leftovers.clone(),
+        ..Default::default()
     };
-    let expired_reason = if expired { "TTLReached" } else { "Live" };
-    set_condition(
-        c,
-        EXPIRED,
-        expired,
-        expired_reason,
-        expired_message,
-        generation,
-        now,
+    for line in facts.leftovers {
+        if !status.leftovers.contains(&line) {
+            status.leftovers.push(line);
+        }
+    }
+    if let Situation::Injected { pods, .. } = facts.situation {
+        status.pods = pods;
+        status.started_at = status.started_at.or(Some(Time(facts.now)));
+    }
+    let expired = verdict.phase == Phase::Expired;
+    if expired || verdict.phase == Phase::Ended {
+        status.ended_at = old.ended_at.clone().or(Some(Time(facts.now)));
+    }
+    let Verdict {
+        phase,
+        ready,
+        reason,
+        message,
+        ..
+    } = verdict;
+    let mut conditions = Conditions {
+        list: &mut status.conditions,
+        generation: facts.generation,
+        now: facts.now,
+    };
+    conditions.set(READY, ready, reason, &message);
+    conditions.set(
+        INJECTED,
+        verdict.injected,
+        verdict.injected_reason,
+        &message,
     );
-    let reconciling_message = if reconciling {
+    let (expired_reason, expired_message) = if expired {
+        ("TTLReached", "the ttl ran out")
+    } else {
+        ("Live", "the ttl has not run out")
+    };
+    conditions.set(EXPIRED, expired, expired_reason, expired_message);
+    let in_progress = if verdict.reconciling {
         message.as_str()
     } else {
         "nothing in progress"
     };
-    set_condition(
-        c,
-        RECONCILING,
-        reconciling,
-        ready_reason,
-        reconciling_message,
-        generation,
-        now,
-    );
-    let stalled_message = if stalled {
+    conditions.set(RECONCILING, verdict.reconciling, reason, in_progress);
+    let problem = if verdict.stalled {
         message.as_str()
     } else {
         "no problem found"
     };
-    set_condition(
-        c,
-        STALLED,
-        stalled,
-        ready_reason,
-        stalled_message,
-        generation,
-        now,
-    );
+    conditions.set(STALLED, verdict.stalled, reason, problem);
     status.phase = Some(phase);
     status.message = Some(message);
     status

@@ -8,37 +8,36 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
+use crate::context::{Capabilities, Policy};
 use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, PodSelection, TargetKind};
 use crate::ttl::{self, TtlError};
 use crate::workload::Workload;
 
-/// What the operator allows, from its command line.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    /// Image used when a session names none.
-    pub default_image: String,
-    /// Longest ttl a session may ask for.
-    pub max_ttl: Duration,
-    /// Image prefixes a debugger may use; empty allows every image.
-    pub allowed_images: Vec<String>,
-}
-
-/// What the cluster can do, found out once by discovery.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Capabilities {
-    /// The `pods/ephemeralcontainers` subresource is served.
-    pub ephemeral_containers: bool,
-    /// The API server predates 1.22 and takes an `EphemeralContainers` body.
-    pub legacy_ephemeral_api: bool,
-}
-
 /// Most pods an Ephemeral session with `pods: All` debugs.
 pub const MAX_PODS: usize = 10;
+
+/// The mode a session runs in, once Auto is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Sidecar,
+    Ephemeral,
+    Copy,
+}
+
+impl From<Resolved> for Mode {
+    fn from(mode: Resolved) -> Mode {
+        match mode {
+            Resolved::Sidecar => Mode::Sidecar,
+            Resolved::Ephemeral => Mode::Ephemeral,
+            Resolved::Copy => Mode::Copy,
+        }
+    }
+}
 
 /// A session the operator can carry out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    pub mode: Mode,
+    pub mode: Resolved,
     pub ttl: Duration,
     pub image: String,
 }
@@ -84,6 +83,16 @@ pub enum Invalid {
     HostPid { kind: TargetKind, name: String },
     #[error("{kind} {name} sets shareProcessNamespace: false; remove that field to debug it")]
     SharingDisabled { kind: TargetKind, name: String },
+    #[error("{kind} {name}: another field manager owns a field the debugger needs: {message}")]
+    Conflict {
+        kind: TargetKind,
+        name: String,
+        message: String,
+    },
+    #[error("pod {pod} refused the ephemeral debugger: {message}")]
+    EphemeralRejected { pod: String, message: String },
+    #[error("pod {pod} exists and is not this session's copy")]
+    NameConflict { pod: String },
 }
 
 impl Invalid {
@@ -100,6 +109,9 @@ impl Invalid {
             Invalid::ManagedTarget { .. } => "ManagedTarget",
             Invalid::HostPid { .. } => "HostPIDConflict",
             Invalid::SharingDisabled { .. } => "SharingDisabled",
+            Invalid::Conflict { .. } => "Conflict",
+            Invalid::EphemeralRejected { .. } => "EphemeralContainerInvalid",
+            Invalid::NameConflict { .. } => "NameConflict",
         }
     }
 }
@@ -109,16 +121,17 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Res
     let ttl = ttl::parse(&spec.ttl, policy.max_ttl)?;
     let kind = spec.target.kind;
     let mode = match (spec.mode, kind.is_workload()) {
-        (Mode::Auto | Mode::Sidecar, true) => Mode::Sidecar,
+        (Mode::Auto | Mode::Sidecar, true) => Resolved::Sidecar,
         (Mode::Sidecar, false) => return Err(Invalid::SidecarNeedsWorkload { kind }),
-        (Mode::Auto, false) if caps.ephemeral_containers => Mode::Ephemeral,
-        (Mode::Auto, false) => Mode::Copy,
+        (Mode::Auto, false) if caps.ephemeral_containers => Resolved::Ephemeral,
+        (Mode::Auto, false) => Resolved::Copy,
         (Mode::Ephemeral, _) if !caps.ephemeral_containers => {
             return Err(Invalid::EphemeralUnavailable);
         }
-        (mode, _) => mode,
+        (Mode::Ephemeral, _) => Resolved::Ephemeral,
+        (Mode::Copy, _) => Resolved::Copy,
     };
-    if mode == Mode::Copy && spec.pods == PodSelection::All {
+    if mode == Resolved::Copy && spec.pods == PodSelection::All {
         return Err(Invalid::CopyOnePod);
     }
     let image = spec
@@ -227,10 +240,12 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
     const EPHEMERAL: Capabilities = Capabilities {
         ephemeral_containers: true,
         legacy_ephemeral_api: true,
+        ephemeral_security_context: false,
     };
     const NO_EPHEMERAL: Capabilities = Capabilities {
         ephemeral_containers: false,
         legacy_ephemeral_api: true,
+        ephemeral_security_context: false,
     };
 
     #[test]
@@ -244,14 +259,14 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
         assert_eq!(
             plan,
             Plan {
-                mode: Mode::Sidecar,
+                mode: Resolved::Sidecar,
                 ttl: Duration::from_secs(3600),
                 image: "busybox".to_owned()
             }
         );
     }
 
-    fn mode(yaml: &str, caps: Capabilities) -> Result<Mode, &'static str> {
+    fn mode(yaml: &str, caps: Capabilities) -> Result<Resolved, &'static str> {
         spec(&session(yaml), &policy(), caps)
             .map(|p| p.mode)
             .map_err(|e| e.reason())
@@ -260,13 +275,13 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
     #[test]
     fn auto_picks_ephemeral_for_pods_where_the_cluster_has_it() {
         let pod = "target: {kind: Pod, name: p}";
-        assert_eq!(mode(pod, EPHEMERAL), Ok(Mode::Ephemeral));
-        assert_eq!(mode(pod, NO_EPHEMERAL), Ok(Mode::Copy));
+        assert_eq!(mode(pod, EPHEMERAL), Ok(Resolved::Ephemeral));
+        assert_eq!(mode(pod, NO_EPHEMERAL), Ok(Resolved::Copy));
         let explicit = "{target: {kind: Deployment, name: web}, mode: Ephemeral}";
-        assert_eq!(mode(explicit, EPHEMERAL), Ok(Mode::Ephemeral));
+        assert_eq!(mode(explicit, EPHEMERAL), Ok(Resolved::Ephemeral));
         assert_eq!(mode(explicit, NO_EPHEMERAL), Err("EphemeralUnavailable"));
         let copy = "{target: {kind: Deployment, name: web}, mode: Copy}";
-        assert_eq!(mode(copy, NO_EPHEMERAL), Ok(Mode::Copy));
+        assert_eq!(mode(copy, NO_EPHEMERAL), Ok(Resolved::Copy));
     }
 
     #[test]

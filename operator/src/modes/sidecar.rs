@@ -1,51 +1,23 @@
-//! What Sidecar mode changes: the debugger container and the server-side apply intents
-//! that add it to a pod template and take it away again.
+//! Sidecar mode: the debugger joins the workload's pod template through server-side apply
+//! under the session's own field manager, and teardown applies an empty intent with the
+//! same manager, so the API server removes exactly the session's fields.
 //!
-//! Everything here is pure: it returns objects and JSON, and the reconciler sends them.
+//! The intents are built by pure functions; [`apply`] and [`teardown`] send them.
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use kube::Client;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::EventType;
 use serde_json::{Value, json};
+use tracing::info;
 
-use crate::crd::{Debugger, TargetKind};
+use super::{Outcome, Request, owns_fields, resolved};
+use crate::context::Error;
+use crate::crd::TargetKind;
 use crate::naming;
-use crate::profile;
-
-/// The default entrypoint: a shell that is started again when the person attached to it
-/// leaves with Ctrl-D, so that detaching does not restart the container.
-pub fn default_command() -> Vec<String> {
-    ["sh", "-c", "while true; do sh; done"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect()
-}
-
-/// The debugger container named `name`, built from the session's debugger spec.
-pub fn debugger_container(debugger: &Debugger, name: &str, default_image: &str) -> Container {
-    let command = match (&debugger.command, &debugger.args) {
-        (Some(command), _) => Some(command.clone()),
-        (None, Some(_)) => None,
-        (None, None) => Some(default_command()),
-    };
-    Container {
-        name: name.to_owned(),
-        image: Some(
-            debugger
-                .image
-                .clone()
-                .unwrap_or_else(|| default_image.to_owned()),
-        ),
-        command,
-        args: debugger.args.clone(),
-        env: debugger.env.clone(),
-        resources: debugger.resources.clone(),
-        security_context: profile::security_context(debugger.profile),
-        // `kubectl attach -it` needs both.
-        stdin: Some(true),
-        tty: Some(true),
-        ..Default::default()
-    }
-}
+use crate::validate::{self, Invalid};
+use crate::workload::{self, Rollout, Workload};
 
 const SHARE_PROCESS_NAMESPACE: [&str; 4] =
     ["f:spec", "f:template", "f:spec", "f:shareProcessNamespace"];
@@ -78,18 +50,6 @@ pub fn claims_share_process_namespace(
             &SHARE_PROCESS_NAMESPACE,
             naming::is_session_manager,
         )
-}
-
-/// True when `manager` owns any field of the object, i.e. a session has something to undo.
-pub fn has_fields(managed: &[ManagedFieldsEntry], manager: &str) -> bool {
-    managed.iter().any(|entry| {
-        entry.manager.as_deref() == Some(manager)
-            && entry.operation.as_deref() == Some("Apply")
-            && entry
-                .fields_v1
-                .as_ref()
-                .is_some_and(|f| f.0.as_object().is_some_and(|o| !o.is_empty()))
-    })
 }
 
 /// The intent of one session on a workload: its container, the shared process namespace,
@@ -131,67 +91,135 @@ pub fn empty_intent(kind: TargetKind, name: &str) -> Value {
     })
 }
 
+/// Adds the debugger to the target workload's pod template.
+pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
+    let target = req.target();
+    let kind = target.kind;
+    let client = &req.ctx.client;
+    let Some(workload) = workload::fetch(client, req.ns, kind, &target.name)
+        .await?
+        .filter(|w| !w.deleting)
+    else {
+        return Ok(req.missing());
+    };
+    if let Some(previous) = req.previous_target.and_then(|t| t.uid.as_ref())
+        && workload.uid.as_ref() != Some(previous)
+    {
+        let note = format!(
+            "{kind} {} was deleted and created again; injecting into the new one",
+            workload.name
+        );
+        req.ctx
+            .publish(req.session, EventType::Warning, "TargetRecreated", note)
+            .await;
+    }
+    if let Err(invalid) = validate::target(&req.session.spec, &workload) {
+        return Ok(invalid.into());
+    }
+    let claim_sharing = claims_share_process_namespace(
+        workload
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.share_process_namespace),
+        &workload.managed_fields,
+    );
+    let intent = sidecar_intent(
+        kind,
+        &workload.name,
+        req.name,
+        &req.debugger(),
+        claim_sharing,
+    );
+    let Some(api) = workload::api(client, req.ns, kind) else {
+        return Ok(req.missing());
+    };
+    let params = PatchParams::apply(&req.manager);
+    match api
+        .patch(&workload.name, &params, &Patch::Apply(&intent))
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            return Ok(Invalid::Conflict {
+                kind,
+                name: workload.name.clone(),
+                message: status.message,
+            }
+            .into());
+        }
+        Err(source) => {
+            return Err(Error::Apply {
+                kind,
+                name: workload.name.clone(),
+                source,
+            });
+        }
+    }
+    let pods = req.debug_pods().await?;
+    Ok(Outcome::Applied {
+        note: rollout_note(&workload, pods.is_empty()),
+        target: resolved(kind, &workload.name, workload.uid.clone()),
+        pods,
+    })
+}
+
+/// What a person should know when the template changed but pods may not follow.
+fn rollout_note(workload: &Workload, no_pods: bool) -> Option<String> {
+    (workload.rollout == Rollout::OnDelete && no_pods).then(|| {
+        format!(
+            "{} {} replaces pods only when they are deleted: delete a pod to get the debugger",
+            workload.kind, workload.name
+        )
+    })
+}
+
+/// Removes everything `manager` owns on workload `kind` `name`, if it exists and the
+/// manager owns anything there.
+pub async fn teardown(
+    client: &Client,
+    ns: &str,
+    kind: TargetKind,
+    name: &str,
+    manager: &str,
+) -> Result<(), Error> {
+    let Some(workload) = workload::fetch(client, ns, kind, name).await? else {
+        return Ok(());
+    };
+    if !owns_fields(&workload.managed_fields, manager) {
+        return Ok(());
+    }
+    let Some(api) = workload::api(client, ns, kind) else {
+        return Ok(());
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(manager),
+        &Patch::Apply(empty_intent(kind, name)),
+    )
+    .await
+    .map_err(|source| Error::Teardown {
+        kind,
+        name: name.to_owned(),
+        source,
+    })?;
+    info!(%kind, %name, %manager, "removed the debugger");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::Profile;
+    use crate::crd::Debugger;
+    use crate::debugger;
 
     fn managed(yaml: &str) -> Vec<ManagedFieldsEntry> {
         serde_yaml::from_str(yaml).unwrap()
     }
 
     #[test]
-    fn default_debugger_is_an_attachable_looping_shell() {
-        let c = debugger_container(&Debugger::default(), "shellcar-x-1", "busybox");
-        let c = serde_json::to_value(c).unwrap();
-        assert_eq!(
-            c,
-            json!({
-                "name": "shellcar-x-1",
-                "image": "busybox",
-                "command": ["sh", "-c", "while true; do sh; done"],
-                "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}},
-                "stdin": true,
-                "tty": true,
-            })
-        );
-    }
-
-    #[test]
-    fn user_command_args_env_and_profile_are_kept() {
-        let debugger: Debugger = serde_yaml::from_str(
-            r#"
-image: nicolaka/netshoot
-args: ["-l"]
-profile: NetAdmin
-env: [{name: A, value: b}]
-resources: {limits: {memory: 64Mi}}
-"#,
-        )
-        .unwrap();
-        let c = debugger_container(&debugger, "c", "busybox");
-        assert_eq!(c.image.as_deref(), Some("nicolaka/netshoot"));
-        assert_eq!(c.command, None, "args alone keep the image's entrypoint");
-        assert_eq!(c.args, Some(vec!["-l".to_owned()]));
-        assert_eq!(c.env.unwrap()[0].name, "A");
-        assert!(c.resources.unwrap().limits.unwrap().contains_key("memory"));
-        assert_eq!(
-            c.security_context.unwrap().capabilities.unwrap().add,
-            Some(vec!["NET_ADMIN".to_owned(), "NET_RAW".to_owned()])
-        );
-        let restricted = Debugger {
-            profile: Profile::Restricted,
-            command: Some(vec!["top".to_owned()]),
-            ..Default::default()
-        };
-        let c = debugger_container(&restricted, "c", "busybox");
-        assert_eq!(c.command, Some(vec!["top".to_owned()]));
-        assert_eq!(c.security_context.unwrap().run_as_non_root, Some(true));
-    }
-
-    #[test]
     fn sidecar_intent_is_exactly_the_sessions_fields() {
-        let c = debugger_container(&Debugger::default(), "shellcar-dbg-1", "busybox");
+        let c = debugger::container(&Debugger::default(), "shellcar-dbg-1", "busybox");
         let intent = sidecar_intent(TargetKind::Deployment, "web", "dbg", &c, true);
         let expected: Value = serde_yaml::from_str(
             r#"
@@ -261,26 +289,5 @@ spec:
         ));
         // no managedFields at all: still the user's
         assert!(!claims_share_process_namespace(Some(true), &[]));
-    }
-
-    #[test]
-    fn has_fields_sees_only_the_managers_apply_entries() {
-        let entries = managed(
-            r#"
-- manager: shellcar.dev/a
-  operation: Apply
-  fieldsV1: {"f:spec": {}}
-- manager: shellcar.dev/b
-  operation: Apply
-  fieldsV1: {}
-"#,
-        );
-        assert!(has_fields(&entries, "shellcar.dev/a"));
-        assert!(!has_fields(&entries, "shellcar.dev/b"));
-        assert!(!has_fields(&entries, "shellcar.dev/c"));
-        assert!(!has_fields(
-            &managed(USER_SET_SHARING),
-            "kubectl-client-side-apply"
-        ));
     }
 }

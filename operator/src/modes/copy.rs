@@ -1,12 +1,20 @@
-//! What Copy mode changes: a copy of a pod that shares its process namespace and carries
-//! the debugger, and joins nothing (no Service, no ReplicaSet).
+//! Copy mode: a copy of a pod that shares its process namespace and carries the debugger,
+//! and joins nothing (no Service, no ReplicaSet). Teardown deletes the copy; the session
+//! also owns it, so the garbage collector removes it if teardown never runs.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Resource, ResourceExt};
+use tracing::info;
 
+use super::{Outcome, Request, resolved, select, target_pods};
+use crate::context::Error;
+use crate::crd::TargetKind;
 use crate::naming;
+use crate::validate::Invalid;
 
 /// The copy of `source` for session `session`, named `name`, with `debugger` added and
 /// owned by `owner` (the session), so that it is garbage collected with the session even
@@ -61,11 +69,104 @@ pub fn build(
     }
 }
 
+/// Creates the session's copy of one running pod of the target, unless it exists.
+pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
+    let copy_name = naming::copy_name(req.name);
+    let existing = req
+        .pods()
+        .get_opt(&copy_name)
+        .await
+        .map_err(Error::pod("reading", &copy_name))?;
+    let Some((target, pods)) = target_pods(&req.ctx.client, req.ns, req.target()).await? else {
+        if existing.is_some() {
+            // The copy outlives its source: it is a copy.
+            let target = req
+                .previous_target
+                .cloned()
+                .unwrap_or_else(|| resolved(req.target().kind, &req.target().name, None));
+            return Ok(Outcome::Applied {
+                target,
+                pods: req.debug_pods().await?,
+                note: Some("the copied pod no longer exists".to_owned()),
+            });
+        }
+        return Ok(req.missing());
+    };
+    match existing {
+        Some(pod) if !is_copy_of(&pod, req.name, &req.container) => {
+            return Ok(Invalid::NameConflict { pod: copy_name }.into());
+        }
+        Some(_) => {}
+        None => {
+            let selection = req.session.spec.pods;
+            let Some(source) = select(pods, selection, req.name, &req.container)
+                .into_iter()
+                .next()
+            else {
+                return Ok(Outcome::Missing {
+                    message: format!("{} {} has no running pod to copy", target.kind, target.name),
+                });
+            };
+            if let Some(spec) = &source.spec
+                && spec.host_pid == Some(true)
+            {
+                return Ok(Invalid::HostPid {
+                    kind: TargetKind::Pod,
+                    name: source.name_any(),
+                }
+                .into());
+            }
+            let mut owner = req.session.controller_owner_ref(&()).ok_or(Error::NoUid)?;
+            // Setting blockOwnerDeletion needs rights on the session's finalizers.
+            owner.block_owner_deletion = None;
+            let pod = build(&source, req.name, &copy_name, &req.debugger(), owner);
+            match req.pods().create(&PostParams::default(), &pod).await {
+                Ok(_) => info!(copy = %copy_name, source = %source.name_any(), "created a copy"),
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(Error::pod("creating", &copy_name)(e)),
+            }
+        }
+    }
+    Ok(Outcome::Applied {
+        target,
+        pods: req.debug_pods().await?,
+        note: None,
+    })
+}
+
+/// True when `pod` is the copy made by session `session`, whose debugger is `container`.
+fn is_copy_of(pod: &Pod, session: &str, container: &str) -> bool {
+    pod.annotations()
+        .get(&naming::session_annotation(container))
+        .map(String::as_str)
+        == Some(session)
+}
+
+/// Deletes the copy of session `session` (whose debugger is `container`), if there is one.
+pub async fn teardown(pods: &Api<Pod>, session: &str, container: &str) -> Result<(), Error> {
+    let copy_name = naming::copy_name(session);
+    let Some(copy) = pods
+        .get_opt(&copy_name)
+        .await
+        .map_err(Error::pod("reading", &copy_name))?
+    else {
+        return Ok(());
+    };
+    if !is_copy_of(&copy, session, container) || copy.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    match pods.delete(&copy_name, &DeleteParams::default()).await {
+        Ok(_) => info!(copy = %copy_name, "deleted the copy"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(Error::pod("deleting", &copy_name)(e)),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::Debugger;
-    use crate::inject::debugger_container;
     use serde_json::json;
 
     #[test]
@@ -90,7 +191,8 @@ status: {phase: Running}
 "#,
         )
         .unwrap();
-        let debugger = debugger_container(&Debugger::default(), "shellcar-dbg-1", "busybox");
+        let debugger =
+            crate::debugger::container(&Debugger::default(), "shellcar-dbg-1", "busybox");
         let owner = OwnerReference {
             api_version: "debug.shellcar.dev/v1alpha1".to_owned(),
             kind: "DebugSession".to_owned(),

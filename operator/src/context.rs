@@ -1,0 +1,275 @@
+//! What every reconciliation shares: the client, the Event recorder, the operator's policy,
+//! metrics, the backoff state, and what the cluster can do (discovered once). Also the
+//! reconcile [`Error`], its stable categories, and publishing Events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Client, Resource};
+use tokio::sync::OnceCell;
+use tracing::warn;
+
+use crate::crd::{DebugSession, TargetKind};
+use crate::telemetry::Metrics;
+use crate::workload;
+
+/// The first Kubernetes minor version (1.x) whose `pods/ephemeralcontainers` subresource
+/// takes a Pod. Older API servers take an `EphemeralContainers` object, sent with PUT.
+pub const EPHEMERAL_POD_BODY_SINCE: u32 = 22;
+
+/// The first Kubernetes minor version (1.x) whose API server accepts a `securityContext`
+/// on an ephemeral container (kubernetes/kubernetes#99023 added it to the fields
+/// validation allows). Older servers refuse it, so the profile cannot be applied there.
+pub const EPHEMERAL_SECURITY_CONTEXT_SINCE: u32 = 21;
+
+/// What the operator allows, from its command line.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Image used when a session names none.
+    pub default_image: String,
+    /// Longest ttl a session may ask for.
+    pub max_ttl: Duration,
+    /// Images a debugger may use, as prefixes that end on a `/` or `:` boundary; empty
+    /// allows every image.
+    pub allowed_images: Vec<String>,
+}
+
+/// What the cluster can do, found out once by discovery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The `pods/ephemeralcontainers` subresource is served.
+    pub ephemeral_containers: bool,
+    /// The API server predates [`EPHEMERAL_POD_BODY_SINCE`] and takes an
+    /// `EphemeralContainers` body.
+    pub legacy_ephemeral_api: bool,
+    /// The API server accepts a `securityContext` on ephemeral containers
+    /// ([`EPHEMERAL_SECURITY_CONTEXT_SINCE`]).
+    pub ephemeral_security_context: bool,
+}
+
+impl Capabilities {
+    /// The capabilities of an API server that serves `core` (its `v1` resources) and
+    /// reports minor version `minor` (as `/version` does, e.g. "20" or "20+").
+    pub fn from_discovery(core: &APIResourceList, minor: &str) -> Self {
+        let digits: String = minor.chars().take_while(char::is_ascii_digit).collect();
+        // An unreadable version is taken as current: the newest shapes are the safe guess.
+        let minor = digits.parse::<u32>().unwrap_or(u32::MAX);
+        Capabilities {
+            ephemeral_containers: core
+                .resources
+                .iter()
+                .any(|r| r.name == "pods/ephemeralcontainers"),
+            legacy_ephemeral_api: minor < EPHEMERAL_POD_BODY_SINCE,
+            ephemeral_security_context: minor >= EPHEMERAL_SECURITY_CONTEXT_SINCE,
+        }
+    }
+}
+
+/// Finds out what the cluster serves: ephemeral containers, and in which shape.
+pub async fn discover(client: &Client) -> Result<Capabilities, Error> {
+    let core = client
+        .list_core_api_resources("v1")
+        .await
+        .map_err(Error::Discovery)?;
+    let version = client.apiserver_version().await.map_err(Error::Discovery)?;
+    Ok(Capabilities::from_discovery(&core, &version.minor))
+}
+
+/// Errors of one reconciliation. All of them are transient: the session is retried with
+/// backoff. Problems with the spec are not errors but refusals, written to status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the DebugSession has no namespace")]
+    NoNamespace,
+    #[error("the DebugSession has no uid yet, so nothing can be owned by it")]
+    NoUid,
+    #[error("reading the target")]
+    Workload(#[from] workload::Error),
+    #[error("applying the debugger to {kind} {name}")]
+    Apply {
+        kind: TargetKind,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("removing the debugger from {kind} {name}")]
+    Teardown {
+        kind: TargetKind,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("listing the debugged pods")]
+    Pods(#[source] kube::Error),
+    #[error("writing the status")]
+    Status(#[source] kube::Error),
+    #[error("{action} pod {pod}")]
+    Pod {
+        action: &'static str,
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("running a command in the debugger of pod {pod}: {message}")]
+    Exec { pod: String, message: String },
+    #[error("discovering what the cluster serves")]
+    Discovery(#[source] kube::Error),
+    #[error("managing the finalizer")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short, stable category: the metrics label and log field.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "NoNamespace",
+            Error::NoUid => "NoUid",
+            Error::Workload(_) => "TargetReadFailed",
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Teardown { .. } => "TeardownFailed",
+            Error::Pods(_) => "PodListFailed",
+            Error::Status(_) => "StatusWriteFailed",
+            Error::Pod { .. } => "PodOperationFailed",
+            Error::Exec { .. } => "ExecFailed",
+            Error::Discovery(_) => "DiscoveryFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
+        }
+    }
+
+    /// The [`Error::Pod`] maker for `action` on `pod`, for `map_err`.
+    pub fn pod(action: &'static str, pod: &str) -> impl FnOnce(kube::Error) -> Error {
+        let pod = pod.to_owned();
+        move |source| Error::Pod {
+            action,
+            pod,
+            source,
+        }
+    }
+}
+
+/// `error` and its sources, joined with ": ".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// What every reconciliation shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub policy: Policy,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per session, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<DebugSession>, u32>>,
+    /// What the cluster serves, discovered on first use.
+    capabilities: OnceCell<Capabilities>,
+}
+
+impl Context {
+    pub fn new(client: Client, recorder: Recorder, policy: Policy, metrics: Arc<Metrics>) -> Self {
+        Context {
+            client,
+            recorder,
+            policy,
+            metrics,
+            failures: Mutex::default(),
+            capabilities: OnceCell::new(),
+        }
+    }
+
+    /// What the cluster serves; discovered once, retried until discovery succeeds.
+    pub async fn capabilities(&self) -> Result<Capabilities, Error> {
+        self.capabilities
+            .get_or_try_init(|| discover(&self.client))
+            .await
+            .copied()
+    }
+
+    /// Records one more consecutive failure of `session`; returns how long to wait before
+    /// trying again: 2 s doubling to 5 min.
+    pub fn backoff(&self, session: ObjectRef<DebugSession>) -> Duration {
+        let attempts = self.failures.lock().map_or(1, |mut failures| {
+            let n = failures.entry(session).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        });
+        Duration::from_secs(2u64.saturating_pow(attempts.min(9))).min(Duration::from_secs(300))
+    }
+
+    /// Forgets the failures of `session` after it reconciled cleanly.
+    pub fn succeeded(&self, session: &ObjectRef<DebugSession>) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(session);
+        }
+    }
+
+    /// Publishes an Event on `session`; a failure to do so is logged, not fatal.
+    pub async fn publish(
+        &self,
+        session: &DebugSession,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self
+            .recorder
+            .publish(&event, &session.object_ref(&()))
+            .await
+        {
+            warn!(error = %e, reason, "could not publish an event");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core(names: &[&str]) -> APIResourceList {
+        serde_json::from_value(serde_json::json!({
+            "groupVersion": "v1",
+            "resources": names.iter().map(|n| serde_json::json!({
+                "name": n, "kind": "Pod", "namespaced": true, "singularName": "", "verbs": []
+            })).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_version_cutoffs_decide_the_ephemeral_shapes() {
+        let served = core(&["pods", "pods/ephemeralcontainers"]);
+        let at = |minor: &str| Capabilities::from_discovery(&served, minor);
+        let v20 = at("20");
+        assert!(v20.ephemeral_containers);
+        assert!(v20.legacy_ephemeral_api);
+        assert!(!v20.ephemeral_security_context);
+        let v21 = at("21+");
+        assert!(v21.legacy_ephemeral_api);
+        assert!(v21.ephemeral_security_context);
+        let v22 = at("22");
+        assert!(!v22.legacy_ephemeral_api);
+        assert!(v22.ephemeral_security_context);
+        let unknown = at("");
+        assert!(!unknown.legacy_ephemeral_api);
+        assert!(unknown.ephemeral_security_context);
+        assert!(!Capabilities::from_discovery(&core(&["pods"]), "33").ephemeral_containers);
+    }
+}

@@ -1,0 +1,311 @@
+//! The modes: how a debugger reaches its target, and how each is undone.
+//!
+//! One file per mode holds its pure builders beside the I/O that sends them:
+//! [`sidecar`] (the workload's pod template), [`ephemeral`] (an ephemeral container in
+//! running pods) and [`copy`] (a debuggable copy of a pod). This file holds what they
+//! share: the [`Request`] of one apply, its [`Outcome`], choosing pods, dispatch, and the
+//! teardown of every mode.
+
+pub mod copy;
+pub mod ephemeral;
+pub mod sidecar;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::context::{Capabilities, Context, Error};
+use crate::crd::{DebugPod, DebugSession, PodSelection, ResolvedTarget, Target, TargetKind};
+use crate::validate::{Invalid, MAX_PODS, Plan, Resolved};
+use crate::{naming, status, workload};
+
+/// Everything one apply needs to know about its session.
+pub struct Request<'a> {
+    pub ctx: &'a Context,
+    pub session: &'a DebugSession,
+    pub ns: &'a str,
+    pub name: &'a str,
+    pub plan: &'a Plan,
+    pub caps: Capabilities,
+    pub container: String,
+    pub manager: String,
+    /// When the session expires.
+    pub expires_at: jiff::Timestamp,
+    /// When the session expired according to its status before this reconcile.
+    pub previous_expires_at: Option<jiff::Timestamp>,
+    pub previous_target: Option<&'a ResolvedTarget>,
+}
+
+impl Request<'_> {
+    fn target(&self) -> &Target {
+        &self.session.spec.target
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.ctx.client.clone(), self.ns)
+    }
+
+    /// The debugger container of this session, as Sidecar and Copy add it.
+    fn debugger(&self) -> k8s_openapi::api::core::v1::Container {
+        crate::debugger::container(
+            &self.session.spec.debugger,
+            &self.container,
+            &self.plan.image,
+        )
+    }
+
+    /// The pods of the namespace that carry this session's debugger.
+    async fn debug_pods(&self) -> Result<Vec<DebugPod>, Error> {
+        debug_pods(&self.pods(), self.ns, self.name, &self.container).await
+    }
+
+    /// The outcome for a target that is not there.
+    fn missing(&self) -> Outcome {
+        missing(self.target(), self.ns, self.previous_target)
+    }
+}
+
+/// What applying a mode found.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The debugger is in place (or on its way) in these pods.
+    Applied {
+        target: ResolvedTarget,
+        pods: Vec<DebugPod>,
+        note: Option<String>,
+    },
+    /// The target (or a pod of it) is not there.
+    Missing { message: String },
+    /// The session cannot be carried out against this target.
+    Refused(Invalid),
+}
+
+impl From<Invalid> for Outcome {
+    fn from(invalid: Invalid) -> Self {
+        Outcome::Refused(invalid)
+    }
+}
+
+/// Puts the session's debugger in place in the mode its plan chose.
+pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
+    match req.plan.mode {
+        Resolved::Sidecar => sidecar::apply(req).await,
+        Resolved::Ephemeral => ephemeral::apply(req).await,
+        Resolved::Copy => copy::apply(req).await,
+    }
+}
+
+/// Removes whatever any mode of the session put in place; returns what remains and why.
+///
+/// Every mode is undone, whichever the session uses now: teardown needs no memory of what
+/// was done, so it is complete after a crash or a change of mode. Each step is idempotent.
+pub async fn teardown(
+    client: &Client,
+    session: &DebugSession,
+    ns: &str,
+) -> Result<Vec<String>, Error> {
+    let name = session.name_any();
+    let manager = naming::field_manager(&name);
+    let container = naming::container_name(&name);
+    let target = &session.spec.target;
+    if target.kind.is_workload() {
+        sidecar::teardown(client, ns, target.kind, &target.name, &manager).await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    copy::teardown(&pods, &name, &container).await?;
+    ephemeral::teardown(&pods, &container, &manager, &session.spec).await
+}
+
+/// The pods of `namespace` that carry the debugger `container` of session `session`.
+async fn debug_pods(
+    pods: &Api<Pod>,
+    namespace: &str,
+    session: &str,
+    container: &str,
+) -> Result<Vec<DebugPod>, Error> {
+    let debugged = pods
+        .list(&ListParams::default().labels(naming::DEBUGGED_LABEL))
+        .await
+        .map_err(Error::Pods)?;
+    Ok(status::debug_pods(
+        &debugged.items,
+        namespace,
+        session,
+        container,
+    ))
+}
+
+fn resolved(kind: TargetKind, name: &str, uid: Option<String>) -> ResolvedTarget {
+    ResolvedTarget {
+        kind,
+        name: name.to_owned(),
+        uid,
+    }
+}
+
+/// The outcome for a `target` that is not in namespace `ns`; `previous` is the target as
+/// status last saw it.
+fn missing(target: &Target, ns: &str, previous: Option<&ResolvedTarget>) -> Outcome {
+    let message = match previous {
+        Some(t) if t.uid.is_some() => format!(
+            "{} {} was deleted; the session waits for it to be created again",
+            target.kind, target.name
+        ),
+        _ => format!(
+            "{} {} not found in namespace {ns}",
+            target.kind, target.name
+        ),
+    };
+    Outcome::Missing { message }
+}
+
+/// The target as a list of live pods: the Pod itself, or the workload's pods.
+async fn target_pods(
+    client: &Client,
+    ns: &str,
+    target: &Target,
+) -> Result<Option<(ResolvedTarget, Vec<Pod>)>, Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    if target.kind == TargetKind::Pod {
+        let pod = pods
+            .get_opt(&target.name)
+            .await
+            .map_err(Error::pod("reading", &target.name))?;
+        return Ok(pod.map(|p| (resolved(TargetKind::Pod, &target.name, p.uid()), vec![p])));
+    }
+    let Some(workload) = workload::fetch(client, ns, target.kind, &target.name).await? else {
+        return Ok(None);
+    };
+    let resolved = resolved(target.kind, &workload.name, workload.uid.clone());
+    // Without a selector the workload owns no pods we can find; never list them all.
+    let Some(selector) = &workload.selector else {
+        return Ok(Some((resolved, Vec::new())));
+    };
+    let found = pods
+        .list(&ListParams::default().labels_from(selector))
+        .await
+        .map_err(Error::Pods)?;
+    Ok(Some((resolved, found.items)))
+}
+
+/// The pods to debug: those already debugged by session `session` (whose debugger is
+/// `container`) first, so the choice is stable across reconciles, then running pods by
+/// name, up to what `selection` asks for.
+fn select(pods: Vec<Pod>, selection: PodSelection, session: &str, container: &str) -> Vec<Pod> {
+    let count = match selection {
+        PodSelection::One => 1,
+        PodSelection::All => MAX_PODS,
+    };
+    let annotation = naming::session_annotation(container);
+    let mine = |p: &Pod| p.annotations().get(&annotation).map(String::as_str) == Some(session);
+    let running = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    let mut live: Vec<Pod> = pods
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    live.sort_by_key(|p| (!mine(p), p.name_any()));
+    live.into_iter()
+        .filter(|p| mine(p) || running(p))
+        .take(count)
+        .collect()
+}
+
+/// True when `manager` owns any field of the object, i.e. a session has something to undo.
+fn owns_fields(managed: &[ManagedFieldsEntry], manager: &str) -> bool {
+    managed.iter().any(|entry| {
+        entry.manager.as_deref() == Some(manager)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry
+                .fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.as_object().is_some_and(|o| !o.is_empty()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn managed(yaml: &str) -> Vec<ManagedFieldsEntry> {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn owns_fields_sees_only_the_managers_apply_entries() {
+        let entries = managed(
+            r#"
+- manager: shellcar.dev/a
+  operation: Apply
+  fieldsV1: {"f:spec": {}}
+- manager: shellcar.dev/b
+  operation: Apply
+  fieldsV1: {}
+- manager: kubectl-client-side-apply
+  operation: Update
+  fieldsV1: {"f:spec": {"f:template": {"f:spec": {"f:shareProcessNamespace": {}}}}}
+"#,
+        );
+        assert!(owns_fields(&entries, "shellcar.dev/a"));
+        assert!(!owns_fields(&entries, "shellcar.dev/b"));
+        assert!(!owns_fields(&entries, "shellcar.dev/c"));
+        assert!(!owns_fields(&entries, "kubectl-client-side-apply"));
+    }
+
+    fn pod(name: &str, phase: &str, session: Option<&str>) -> Pod {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"phase": phase},
+        }))
+        .unwrap();
+        if let Some(session) = session {
+            pod.annotations_mut()
+                .insert(naming::session_annotation("c"), session.to_owned());
+        }
+        pod
+    }
+
+    fn names(pods: &[Pod]) -> Vec<String> {
+        pods.iter().map(ResourceExt::name_any).collect()
+    }
+
+    #[test]
+    fn selection_keeps_the_sessions_pods_then_running_ones_by_name() {
+        let pods = vec![
+            pod("c", "Running", None),
+            pod("b", "Pending", None),
+            pod("z", "Pending", Some("s")),
+            pod("a", "Running", None),
+        ];
+        assert_eq!(
+            names(&select(pods.clone(), PodSelection::One, "s", "c")),
+            ["z"]
+        );
+        assert_eq!(
+            names(&select(pods.clone(), PodSelection::All, "s", "c")),
+            ["z", "a", "c"]
+        );
+        assert_eq!(
+            names(&select(pods, PodSelection::One, "other", "c")),
+            ["a"],
+            "another session's mark does not count"
+        );
+    }
+
+    #[test]
+    fn a_target_seen_before_is_reported_as_deleted() {
+        let target: Target = serde_yaml::from_str("{kind: Deployment, name: web}").unwrap();
+        let Outcome::Missing { message } = missing(&target, "shop", None) else {
+            panic!("not missing");
+        };
+        assert_eq!(message, "Deployment web not found in namespace shop");
+        let seen = resolved(TargetKind::Deployment, "web", Some("u".to_owned()));
+        let Outcome::Missing { message } = missing(&target, "shop", Some(&seen)) else {
+            panic!("not missing");
+        };
+        assert_eq!(
+            message,
+            "Deployment web was deleted; the session waits for it to be created again"
+        );
+    }
+}
