@@ -7,7 +7,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
-use kube::{Client, ResourceExt};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use shellcar::crd::DebugSession;
 
 use crate::TIMEOUT;
 use crate::wait::{Polled, poll};
@@ -17,8 +18,6 @@ pub const OPERATOR_NAMESPACE: &str = "shellcar-system";
 pub const OPERATOR_DEPLOYMENT: &str = "shellcar-controller";
 /// Label selector of the operator's pods.
 pub const OPERATOR_SELECTOR: &str = "app.kubernetes.io/name=shellcar";
-
-const CRD_NAME: &str = "debugsessions.debug.shellcar.dev";
 
 const HOW_TO_DEPLOY: &str = "run `make e2e` (cluster up, operator deployed from config/, tests), \
      or `e2e/cluster up && e2e/deploy` before `e2e/cluster exec -- cargo test -p shellcar-e2e`";
@@ -39,11 +38,12 @@ impl Cluster {
              `e2e/cluster exec -- cargo test -p shellcar-e2e`",
         )?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let crd = crds.get_opt(CRD_NAME).await.context(
+        let crd_name = DebugSession::crd_name();
+        let crd = crds.get_opt(crd_name).await.context(
             "cannot reach the API server: is the local cluster up (`e2e/cluster status`)?",
         )?;
         if crd.is_none() {
-            bail!("the DebugSession CRD ({CRD_NAME}) is not installed: {HOW_TO_DEPLOY}");
+            bail!("the DebugSession CRD ({crd_name}) is not installed: {HOW_TO_DEPLOY}");
         }
         let cluster = Cluster { client };
         let deployments: Api<Deployment> =

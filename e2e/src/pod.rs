@@ -7,13 +7,12 @@ use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 use serde_json::{Value, json};
+use shellcar::naming;
 
 use crate::TIMEOUT;
 use crate::cluster::{is_ready, pod_summary};
 use crate::wait::{Polled, poll};
-use crate::workload::{
-    NGINX_CONTAINER, NGINX_IMAGE, SHELLCAR_KEY_PREFIX, Workloads, as_user, pretty,
-};
+use crate::workload::{NGINX_CONTAINER, NGINX_IMAGE, Workloads, as_user, is_shellcar_key, pretty};
 
 /// A bare Pod `name` (no controller) of real nginx, labelled `app=<name>`, with a short
 /// grace period; with `readiness` a `tcpSocket: 80` readiness probe.
@@ -196,26 +195,27 @@ pub fn running_instance(pod: &Pod, name: &str) -> Option<(String, i32)> {
     Some((status.container_id.clone()?, status.restart_count))
 }
 
-/// Everything of shellcar on a pod's metadata: labels and annotations under
-/// `debug.shellcar.dev/`, and fields owned by a `shellcar.dev/<session>` field manager.
+/// Everything of shellcar on a pod's metadata: its labels and annotations (see
+/// [`is_shellcar_key`]), and fields owned by a session's field manager
+/// ([`naming::field_manager`]).
 pub fn shellcar_marks(pod: &Pod) -> Vec<String> {
     let mut marks: Vec<String> = pod
         .labels()
         .keys()
-        .filter(|k| k.starts_with(SHELLCAR_KEY_PREFIX))
+        .filter(|k| is_shellcar_key(k))
         .map(|k| format!("label {k}"))
         .collect();
     marks.extend(
         pod.annotations()
             .keys()
-            .filter(|k| k.starts_with(SHELLCAR_KEY_PREFIX))
+            .filter(|k| is_shellcar_key(k))
             .map(|k| format!("annotation {k}")),
     );
     marks.extend(
         pod.managed_fields()
             .iter()
             .filter_map(|m| m.manager.as_deref())
-            .filter(|m| m.starts_with("shellcar.dev/"))
+            .filter(|m| naming::is_session_manager(m))
             .map(|m| format!("field manager {m}")),
     );
     marks

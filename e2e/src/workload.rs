@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use shellcar::naming;
 
 use crate::TIMEOUT;
 use crate::cluster::{is_ready, pod_summary};
@@ -17,10 +18,20 @@ use crate::wait::{Polled, poll};
 pub const NGINX_IMAGE: &str = "shellcar.local/nginx:1.22";
 /// Name of the application container of [`nginx_deployment`].
 pub const NGINX_CONTAINER: &str = "nginx";
-/// Prefix of every debugger container name.
-pub const DEBUGGER_PREFIX: &str = "shellcar-";
-/// Prefix of shellcar's labels and annotations.
-pub const SHELLCAR_KEY_PREFIX: &str = "debug.shellcar.dev/";
+
+/// True for a label or annotation key that shellcar sets on a pod or pod template: its
+/// labels, the annotations naming the sessions, and the annotation of a Copy session's
+/// pod. Keys under the session annotations' prefix count too, so that a mark added to
+/// the operator later is still found.
+pub fn is_shellcar_key(key: &str) -> bool {
+    [
+        naming::DEBUGGED_LABEL,
+        naming::EPHEMERAL_DEBUGGED_LABEL,
+        naming::COPY_OF_ANNOTATION,
+    ]
+    .contains(&key)
+        || key.starts_with(naming::SESSION_ANNOTATION_PREFIX)
+}
 
 /// A Deployment `name` of real nginx, pods labelled `app=<name>`. Grace period is short
 /// so that rollouts do not wait for slow terminations.
@@ -291,19 +302,21 @@ pub fn template_shares_processes(template: &Value) -> Option<bool> {
     template["spec"]["shareProcessNamespace"].as_bool()
 }
 
-/// Everything of shellcar in a pod template: debugger containers, and labels and
-/// annotations under `debug.shellcar.dev/`.
-pub fn shellcar_traces(template: &Value) -> Vec<String> {
-    let mut traces: Vec<String> = template_containers(template)
+/// Everything of shellcar in pod template `after` that was not in `before`, the template
+/// recorded before any session: containers added since (the debuggers), and shellcar's
+/// labels and annotations (see [`is_shellcar_key`]).
+pub fn shellcar_traces(before: &Value, after: &Value) -> Vec<String> {
+    let original = template_containers(before);
+    let mut traces: Vec<String> = template_containers(after)
         .into_iter()
-        .filter(|c| c.starts_with(DEBUGGER_PREFIX))
+        .filter(|c| !original.contains(c))
         .map(|c| format!("container {c}"))
         .collect();
     for field in ["labels", "annotations"] {
-        if let Some(map) = template["metadata"][field].as_object() {
+        if let Some(map) = after["metadata"][field].as_object() {
             traces.extend(
                 map.keys()
-                    .filter(|k| k.starts_with(SHELLCAR_KEY_PREFIX))
+                    .filter(|k| is_shellcar_key(k))
                     .map(|k| format!("{field} {k}")),
             );
         }
@@ -316,7 +329,7 @@ pub fn shellcar_traces(template: &Value) -> Vec<String> {
 /// that its `shareProcessNamespace` is as before (a user's setting survives, shellcar's
 /// goes), for clear messages; then that it is equal to `before` in every field.
 pub fn assert_template_restored(before: &Value, after: &Value) {
-    let traces = shellcar_traces(after);
+    let traces = shellcar_traces(before, after);
     assert!(
         traces.is_empty(),
         "shellcar traces remain in the template: {traces:?}\n{}",

@@ -1,10 +1,11 @@
-//! Scenario f: bad input is refused by the schema, or gets a condition and a Warning
+//! Bad input is refused by the schema, or gets a condition and a Warning
 //! Event; either way nothing in the namespace changes.
 
 use anyhow::{Result, bail};
+use kube::Resource;
 use kube::api::ListParams;
 use serde_json::{Value, json};
-use shellcar::crd::{Phase, TargetKind};
+use shellcar::crd::{DebugSession, Phase, TargetKind};
 use shellcar_e2e::Fixture;
 use shellcar_e2e::session::session;
 use shellcar_e2e::workload::Snapshot;
@@ -18,8 +19,8 @@ async fn setup(topic: &str) -> Result<(Fixture, Snapshot)> {
 
 fn raw_session(name: &str, target: Value, ttl: &str) -> Value {
     json!({
-        "apiVersion": "debug.shellcar.dev/v1alpha1",
-        "kind": "DebugSession",
+        "apiVersion": DebugSession::api_version(&()),
+        "kind": DebugSession::kind(&()),
         "metadata": {"name": name},
         "spec": {"target": target, "ttl": ttl},
     })

@@ -18,9 +18,6 @@ use shellcar_e2e::wait::{Polled, poll};
 use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers, pod_shares_processes};
 use shellcar_e2e::{Fixture, TIMEOUT};
 
-const DEBUGGED_LABEL: &str = "debug.shellcar.dev/debugged";
-const COPY_OF: &str = "shellcar.dev/copy-of";
-
 fn has_probe(pod: &Pod) -> Vec<String> {
     pod.spec
         .iter()
@@ -95,10 +92,7 @@ async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
             name: copy_name.clone(),
             container: container.clone(),
             ready: true,
-            attach: format!(
-                "kubectl attach -it -n {} {copy_name} -c {container}",
-                f.ns()
-            ),
+            attach: naming::attach_command(f.ns(), &copy_name, &container),
             copy_of: Some("web".to_owned()),
         }]
     );
@@ -112,11 +106,13 @@ async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
     );
     assert_eq!(
         copy.labels(),
-        &BTreeMap::from([(DEBUGGED_LABEL.to_owned(), "true".to_owned())]),
+        &BTreeMap::from([(naming::DEBUGGED_LABEL.to_owned(), "true".to_owned())]),
         "the copy must carry none of the source's labels"
     );
     assert_eq!(
-        copy.annotations().get(COPY_OF).map(String::as_str),
+        copy.annotations()
+            .get(naming::COPY_OF_ANNOTATION)
+            .map(String::as_str),
         Some("web")
     );
     assert_eq!(

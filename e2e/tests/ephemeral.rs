@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use kube::ResourceExt;
+use shellcar::context::EPHEMERAL_SECURITY_CONTEXT_SINCE;
 use shellcar::crd::{DebugPod, EphemeralTeardown, Mode, Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
@@ -20,12 +21,9 @@ use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers};
 
 /// Long enough for the debugger to start and be used before it expires.
 const SHORT_TTL: &str = "40s";
-const DEBUGGED_LABEL: &str = "debug.shellcar.dev/debugged";
-const EPHEMERAL_DEBUGGED_LABEL: &str = "debug.shellcar.dev/ephemeral-debugged";
-
-fn attach(ns: &str, pod: &str, container: &str) -> String {
-    format!("kubectl attach -it -n {ns} {pod} -c {container}")
-}
+/// What status says when the API server refuses the profile's securityContext on an
+/// ephemeral container (before 1.[`EPHEMERAL_SECURITY_CONTEXT_SINCE`]).
+const PROFILE_REFUSED: &str = "refuses a securityContext on ephemeral containers";
 
 /// Checks, as a user would with `kubectl exec POD -c DEBUGGER -- ps ax`, that the
 /// ephemeral debugger in `pod` runs in the nginx container's process namespace: it lists
@@ -54,6 +52,16 @@ async fn assert_sees_nginx(f: &Fixture, pod: &str, container: &str) -> Result<()
     Ok(())
 }
 
+/// The API server's minor version (1.x), as `/version` reports it ("20", or "20+" on some
+/// distributions).
+async fn server_minor(f: &Fixture) -> Result<u32> {
+    let minor = f.cluster.client.apiserver_version().await?.minor;
+    minor
+        .trim_end_matches('+')
+        .parse()
+        .with_context(|| format!("API server minor version {minor:?}"))
+}
+
 /// Checks that live pod `pod` carries this session's ephemeral debugger, aimed at nginx,
 /// and shellcar's marks, and no extra regular container.
 fn assert_carries_debugger(pod: &k8s_openapi::api::core::v1::Pod, session: &str, container: &str) {
@@ -76,14 +84,14 @@ fn assert_carries_debugger(pod: &k8s_openapi::api::core::v1::Pod, session: &str,
         "pod {name}: the debugger must target nginx"
     );
     assert_eq!(
-        pod.labels().get(DEBUGGED_LABEL).map(String::as_str),
+        pod.labels().get(naming::DEBUGGED_LABEL).map(String::as_str),
         Some("true"),
         "pod {name} labels: {:?}",
         pod.labels()
     );
     assert_eq!(
         pod.annotations()
-            .get(&format!("debug.shellcar.dev/{container}"))
+            .get(&naming::session_annotation(container))
             .map(String::as_str),
         Some(session),
         "pod {name} annotations: {:?}",
@@ -93,9 +101,9 @@ fn assert_carries_debugger(pod: &k8s_openapi::api::core::v1::Pod, session: &str,
     assert_eq!(
         shellcar_marks(pod),
         vec![
-            format!("label {DEBUGGED_LABEL}"),
-            format!("annotation debug.shellcar.dev/{container}"),
-            format!("field manager shellcar.dev/{session}"),
+            format!("label {}", naming::DEBUGGED_LABEL),
+            format!("annotation {}", naming::session_annotation(container)),
+            format!("field manager {}", naming::field_manager(session)),
         ],
         "pod {name}"
     );
@@ -125,20 +133,23 @@ async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
             name: "web".to_owned(),
             container: container.clone(),
             ready: true,
-            attach: attach(f.ns(), "web", &container),
+            attach: naming::attach_command(f.ns(), "web", &container),
             copy_of: None,
         }]
     );
-    let minor = f.cluster.client.apiserver_version().await?.minor;
-    let minor: u32 = minor
-        .trim_end_matches('+')
-        .parse()
-        .with_context(|| format!("API server minor version {minor}"))?;
-    if minor < 23 {
-        let message = status.message.clone().unwrap_or_default();
+    // The default profile (General) sets a securityContext: status says so exactly when
+    // this API server refuses it on ephemeral containers.
+    let minor = server_minor(&f).await?;
+    let message = status.message.clone().unwrap_or_default();
+    if minor < EPHEMERAL_SECURITY_CONTEXT_SINCE {
         assert!(
-            message.contains("profile General is not applied"),
-            "status must say that this API server drops the profile: {message}"
+            message.contains(PROFILE_REFUSED),
+            "status must say that this 1.{minor} API server refuses the profile: {message:?}"
+        );
+    } else {
+        assert!(
+            !message.contains(PROFILE_REFUSED),
+            "a 1.{minor} API server accepts the profile, yet status says: {message:?}"
         );
     }
 
@@ -242,7 +253,7 @@ async fn label_teardown_stops_the_debugger_and_labels_the_pod() -> Result<()> {
     assert_eq!(
         after
             .labels()
-            .get(EPHEMERAL_DEBUGGED_LABEL)
+            .get(naming::EPHEMERAL_DEBUGGED_LABEL)
             .map(String::as_str),
         Some("true"),
         "labels: {:?}",
@@ -250,7 +261,7 @@ async fn label_teardown_stops_the_debugger_and_labels_the_pod() -> Result<()> {
     );
     assert_eq!(
         shellcar_marks(&after),
-        vec![format!("label {EPHEMERAL_DEBUGGED_LABEL}")],
+        vec![format!("label {}", naming::EPHEMERAL_DEBUGGED_LABEL)],
         "only the Label policy's label may remain"
     );
     assert_eq!(after.labels().get("app").map(String::as_str), Some("web"));
@@ -321,7 +332,7 @@ async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
             name: old_name.clone(),
             container: container.clone(),
             ready: true,
-            attach: attach(f.ns(), &old_name, &container),
+            attach: naming::attach_command(f.ns(), &old_name, &container),
             copy_of: None,
         }]
     );

@@ -1,4 +1,4 @@
-//! Scenario g: the operator is killed while a session is being injected, and again while
+//! The operator is killed while a session is being injected, and again while
 //! one is being torn down; the replacement converges and leaves nothing behind.
 //!
 //! The only test in this binary, so that no other test runs while the operator is down

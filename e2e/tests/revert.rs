@@ -1,4 +1,4 @@
-//! Scenarios b and e: deleting a session restores the pod template exactly, including a
+//! Deleting a session restores the pod template exactly, including a
 //! `shareProcessNamespace: true` that the user had set.
 
 use anyhow::{Context as _, Result};

@@ -1,5 +1,5 @@
-//! Scenario a: the seed scenario. A shell next to real nginx sees its processes, signals
-//! them and reads its filesystem through /proc.
+//! What shellcar is for: a shell next to real nginx sees its processes, signals them
+//! and reads its filesystem through /proc.
 
 use std::collections::BTreeSet;
 
@@ -30,11 +30,7 @@ async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
     assert_eq!(pod.container, container);
     assert_eq!(
         pod.attach,
-        format!(
-            "kubectl attach -it -n {} {} -c {container}",
-            f.ns(),
-            pod.name
-        )
+        naming::attach_command(f.ns(), &pod.name, &container)
     );
 
     // The pod named in status is web's pod, with nginx and the debugger sharing processes.

@@ -1,4 +1,4 @@
-//! Scenario c: a session whose ttl runs out is torn down and stays as an audit record.
+//! A session whose ttl runs out is torn down and stays as an audit record.
 
 use std::time::Duration;
 

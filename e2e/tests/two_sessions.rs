@@ -1,18 +1,17 @@
-//! Scenario d: two sessions on one Deployment are independent; the shared process
+//! Two sessions on one Deployment are independent; the shared process
 //! namespace stays until the last one ends.
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result};
 use kube::ResourceExt as _;
-use shellcar::crd::TargetKind;
+use shellcar::crd::{Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
 use shellcar_e2e::exec::{self, ps};
 use shellcar_e2e::session::{phase, ready_pods, session};
 use shellcar_e2e::workload::{
-    SHELLCAR_KEY_PREFIX, pod_containers, pod_shares_processes, pretty, template_containers,
-    template_shares_processes,
+    pod_containers, pod_shares_processes, pretty, template_containers, template_shares_processes,
 };
 
 #[tokio::test]
@@ -50,8 +49,8 @@ async fn ending_one_session_leaves_the_other_working() -> Result<()> {
     let annotations = one["metadata"]["annotations"]
         .as_object()
         .context("no annotations left")?;
-    assert!(annotations.contains_key(&format!("{SHELLCAR_KEY_PREFIX}{beta}")));
-    assert!(!annotations.contains_key(&format!("{SHELLCAR_KEY_PREFIX}{alpha}")));
+    assert!(annotations.contains_key(&naming::session_annotation(&beta)));
+    assert!(!annotations.contains_key(&naming::session_annotation(&alpha)));
 
     // The pods roll out to carry only beta, and beta still works in them.
     f.workloads.wait_rollout("web").await?;
@@ -70,7 +69,7 @@ async fn ending_one_session_leaves_the_other_working() -> Result<()> {
             !ready.is_empty() && ready.iter().all(|p| current.contains(&p.name))
         })
         .await?;
-    assert_eq!(phase(&s), Some(shellcar::crd::Phase::Active));
+    assert_eq!(phase(&s), Some(Phase::Active));
     let pod = &ready_pods(&s)[0];
     let processes = ps(&f.workloads.pods, &pod.name, &beta).await?;
     assert!(
