@@ -33,7 +33,9 @@ pub struct RunArgs {
     /// Longest ttl a session may ask for.
     #[arg(long, env = "SHELLCAR_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_ttl: Duration,
-    /// Image prefix a debugger may use (repeat for several); none allows every image.
+    /// Image prefix a debugger may use (repeat for several), matched where a path
+    /// component, tag or digest ends: `registry.example` allows `registry.example/x`, not
+    /// `registry.example.evil.io/x`. None allows every image.
     #[arg(
         long = "allowed-image",
         env = "SHELLCAR_ALLOWED_IMAGES",

@@ -288,7 +288,12 @@ pub fn transition(old: &DebugSessionStatus, new: &DebugSessionStatus) -> Option<
     })
 }
 
-/// The pods of `namespace` that carry the debugger container of `session`.
+/// Most pods `status.pods` lists, so that a session on a large DaemonSet or Deployment
+/// keeps a status of bounded size.
+pub const MAX_STATUS_PODS: usize = 50;
+
+/// The pods of `namespace` that carry the debugger container of `session`, by name, at
+/// most [`MAX_STATUS_PODS`].
 ///
 /// A pod carries it when its template annotation names the session; terminating pods
 /// (old replicas on their way out) are left out.
@@ -326,7 +331,7 @@ pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str)
             },
         );
     }
-    found.into_values().collect()
+    found.into_values().take(MAX_STATUS_PODS).collect()
 }
 
 #[cfg(test)]

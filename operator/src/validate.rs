@@ -140,7 +140,7 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Res
         .clone()
         .unwrap_or_else(|| policy.default_image.clone());
     if !policy.allowed_images.is_empty()
-        && !policy.allowed_images.iter().any(|p| image.starts_with(p))
+        && !policy.allowed_images.iter().any(|p| image_allowed(&image, p))
     {
         return Err(Invalid::ImageNotAllowed {
             image,
@@ -148,6 +148,16 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Res
         });
     }
     Ok(Plan { mode, ttl, image })
+}
+
+/// True when `image` is `allowed` or lies under it: the allowed prefix must end where a
+/// path component, tag or digest of the image does, so that `registry.example` admits
+/// `registry.example/x` but not `registry.example.evil.io/x`.
+pub fn image_allowed(image: &str, allowed: &str) -> bool {
+    let Some(rest) = image.strip_prefix(allowed) else {
+        return false;
+    };
+    rest.is_empty() || allowed.ends_with('/') || rest.starts_with(['/', ':', '@'])
 }
 
 /// Checks the pods an Ephemeral session is about to debug.
@@ -349,6 +359,20 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
             "{target: {kind: Deployment, name: web}, debugger: {image: registry.example/tools/shell:1}}",
         );
         assert!(spec(&ok, &policy, EPHEMERAL).is_ok());
+    }
+
+    #[test]
+    fn allowed_images_match_on_component_boundaries() {
+        let allowed = |image: &str, prefix: &str| image_allowed(image, prefix);
+        assert!(allowed("registry.example/x", "registry.example"));
+        assert!(allowed("registry.example/tools/sh:1", "registry.example/tools/"));
+        assert!(allowed("busybox:1.36", "busybox"));
+        assert!(allowed("busybox@sha256:ab", "busybox"));
+        assert!(allowed("busybox", "busybox"));
+        assert!(!allowed("registry.example.evil.io/x", "registry.example"));
+        assert!(!allowed("registry.examplex/x", "registry.example"));
+        assert!(!allowed("busybox-evil", "busybox"));
+        assert!(!allowed("evil/registry.example/x", "registry.example"));
     }
 
     #[test]
