@@ -12,6 +12,8 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub(crate) mod debugger;
+#[cfg(test)]
+mod fixtures;
 pub(crate) mod modes;
 pub mod naming;
 pub(crate) mod profile;

@@ -140,7 +140,10 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Res
         .clone()
         .unwrap_or_else(|| policy.default_image.clone());
     if !policy.allowed_images.is_empty()
-        && !policy.allowed_images.iter().any(|p| image_allowed(&image, p))
+        && !policy
+            .allowed_images
+            .iter()
+            .any(|p| image_allowed(&image, p))
     {
         return Err(Invalid::ImageNotAllowed {
             image,
@@ -365,7 +368,10 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
     fn allowed_images_match_on_component_boundaries() {
         let allowed = |image: &str, prefix: &str| image_allowed(image, prefix);
         assert!(allowed("registry.example/x", "registry.example"));
-        assert!(allowed("registry.example/tools/sh:1", "registry.example/tools/"));
+        assert!(allowed(
+            "registry.example/tools/sh:1",
+            "registry.example/tools/"
+        ));
         assert!(allowed("busybox:1.36", "busybox"));
         assert!(allowed("busybox@sha256:ab", "busybox"));
         assert!(allowed("busybox", "busybox"));
