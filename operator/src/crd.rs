@@ -9,9 +9,6 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// API group of every shellcar resource.
-pub const GROUP: &str = "debug.shellcar.dev";
-
 /// A request for a debug shell beside the processes of a workload, for a limited time.
 ///
 /// The operator adds a debugger container that shares the target's process namespace,
