@@ -16,7 +16,7 @@ use tracing::{instrument, warn};
 
 use crate::context::{Context, Error, error_chain};
 use crate::crd::{DebugSession, DebugSessionStatus, Phase};
-use crate::modes::{self, Outcome, Request};
+use crate::modes::{self, Ending, Outcome, Request};
 use crate::status::{self, Facts, Situation};
 use crate::validate::{self, Invalid};
 use crate::{naming, ttl};
@@ -104,7 +104,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         Err(invalid) => {
             let mut facts = facts(session, &old, refused(&invalid));
             facts.expires_at = None;
-            facts.leftovers = modes::teardown(&ctx.client, session, ns).await?;
+            facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
             write_status(session, ns, ctx, &old, facts).await?;
             return Ok(Action::await_change());
         }
@@ -119,7 +119,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     let expires_at = ttl::expires_at(created, plan.ttl);
     facts.expires_at = Some(expires_at);
     let Some(remaining) = ttl::remaining(facts.now, expires_at) else {
-        facts.leftovers = modes::teardown(&ctx.client, session, ns).await?;
+        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
         write_status(session, ns, ctx, &old, facts).await?;
         return Ok(Action::await_change());
     };
@@ -128,7 +128,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
 
     // A session whose mode changed starts again from a clean target.
     if old.mode.is_some_and(|m| m != plan.mode.into()) {
-        facts.leftovers = modes::teardown(&ctx.client, session, ns).await?;
+        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
     }
 
     // fetch, validate against the target, build, apply: the mode's work
@@ -167,7 +167,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         }
         Outcome::Refused(invalid) => {
             // Added to what a change of mode may already have left behind above.
-            let left = modes::teardown(&ctx.client, session, ns).await?;
+            let left = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
             facts.leftovers.extend(left);
             facts.situation = refused(&invalid);
             at_expiry
@@ -179,7 +179,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
 
 /// The session is being deleted: remove its debugger, then let it go.
 async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action, Error> {
-    let leftovers = modes::teardown(&ctx.client, session, ns).await?;
+    let leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
     let old = session.status.clone().unwrap_or_default();
     if old.phase != Some(Phase::Expired) {
         let mut facts = facts(session, &old, Situation::Ended);

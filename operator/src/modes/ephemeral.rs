@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::{Outcome, Request, owns_fields, select, target_pods};
 use crate::context::{EPHEMERAL_SECURITY_CONTEXT_SINCE, Error, error_chain};
-use crate::crd::{DebugSessionSpec, EphemeralTeardown, TargetKind};
+use crate::crd::{EphemeralTeardown, TargetKind};
 use crate::naming;
 use crate::validate::{self, Invalid};
 
@@ -317,54 +317,73 @@ async fn extend(req: &Request<'_>, pod: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Stops the session's ephemeral debugger `container` in every pod of the namespace that
-/// has it, and applies the teardown policy of `spec`; returns what remains, pod by pod.
-pub async fn teardown(
-    pods: &Api<Pod>,
-    container: &str,
-    manager: &str,
-    spec: &DebugSessionSpec,
-) -> Result<Vec<String>, Error> {
+/// What the teardown of one session's ephemeral debuggers needs to know.
+pub struct Teardown<'a> {
+    pub session: &'a str,
+    pub container: &'a str,
+    pub manager: &'a str,
+    pub policy: EphemeralTeardown,
+    /// The policy is Recycle and the session ended normally: evicting is allowed.
+    pub recycle: bool,
+}
+
+/// Stops the session's ephemeral debugger in every pod of the namespace that has it, and
+/// applies the teardown policy; returns what remains, pod by pod.
+pub async fn teardown(pods: &Api<Pod>, t: &Teardown<'_>) -> Result<Vec<String>, Error> {
     let all = pods
         .list(&ListParams::default())
         .await
         .map_err(Error::Pods)?;
     let mut leftovers = Vec::new();
-    for pod in all
-        .items
-        .iter()
-        .filter(|p| state(p, container) != State::Absent && p.metadata.deletion_timestamp.is_none())
-    {
-        leftovers.push(teardown_pod(pods, pod, container, manager, spec).await?);
+    for pod in all.items.iter().filter(|p| {
+        state(p, t.container) != State::Absent && p.metadata.deletion_timestamp.is_none()
+    }) {
+        leftovers.push(teardown_pod(pods, pod, t).await?);
     }
     Ok(leftovers)
 }
 
+/// True when `pod` may be evicted by the Recycle policy: this session marked it, and a
+/// controller owns it and replaces it.
+fn recyclable(pod: &Pod, t: &Teardown<'_>) -> bool {
+    let marked = pod
+        .annotations()
+        .get(&naming::session_annotation(t.container))
+        .map(String::as_str)
+        == Some(t.session);
+    let controlled = pod
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true));
+    t.recycle && marked && controlled
+}
+
 /// Stops the ephemeral debugger in `pod`, applies the teardown policy and releases the
 /// pod; returns the sentence status keeps about it.
-async fn teardown_pod(
-    pods: &Api<Pod>,
-    pod: &Pod,
-    container: &str,
-    manager: &str,
-    spec: &DebugSessionSpec,
-) -> Result<String, Error> {
+async fn teardown_pod(pods: &Api<Pod>, pod: &Pod, t: &Teardown<'_>) -> Result<String, Error> {
     let pod_name = pod.name_any();
+    let container = t.container;
     let mut line = String::new();
-    if state(pod, container) != State::Terminated
-        && let Err(e) = stop(pods, &pod_name, container).await
-        && !stopped_anyway(pods, &pod_name, container).await
-    {
-        // The debugger stops by itself at expiry: say so rather than hold the session.
-        warn!(pod = %pod_name, error = %error_chain(&e), "could not stop the debugger");
-        line = format!(
-            "the ephemeral debugger {container} in pod {pod_name} could not be stopped now ({e}); it stops by itself when the session would have expired. "
-        );
+    match state(pod, container) {
+        State::Terminated | State::Absent => {}
+        State::Waiting => {
+            line = format!(
+                "the ephemeral debugger {container} in pod {pod_name} never started; if it starts later, it finds its deadline passed and stops at once. "
+            );
+        }
+        State::Running => {
+            if let Err(e) = stop(pods, &pod_name, container).await
+                && !stopped_anyway(pods, &pod_name, container).await
+            {
+                warn!(pod = %pod_name, error = %error_chain(&e), "could not stop the debugger");
+                line = format!(
+                    "the ephemeral debugger {container} in pod {pod_name} could not be stopped now ({e}); its own watchdog stops it when the session would have expired. "
+                );
+            }
+        }
     }
-    line += &match spec.teardown.ephemeral {
-        EphemeralTeardown::Leave => format!(
-            "pod {pod_name} keeps the stopped ephemeral container {container}: Kubernetes cannot remove ephemeral containers"
-        ),
+    let evict = recyclable(pod, t);
+    line += &match t.policy {
         EphemeralTeardown::Label => {
             let patch = json!({"metadata": {"labels": {naming::EPHEMERAL_DEBUGGED_LABEL: "true"}}});
             let params = PatchParams {
@@ -379,7 +398,7 @@ async fn teardown_pod(
                 naming::EPHEMERAL_DEBUGGED_LABEL
             )
         }
-        EphemeralTeardown::Recycle => {
+        EphemeralTeardown::Recycle if evict => {
             pods.evict(&pod_name, &EvictParams::default())
                 .await
                 .map_err(Error::pod("evicting", &pod_name))?;
@@ -388,14 +407,15 @@ async fn teardown_pod(
                 "pod {pod_name} was evicted to drop the stopped ephemeral container {container}; its controller replaces it"
             )
         }
+        EphemeralTeardown::Leave | EphemeralTeardown::Recycle => format!(
+            "pod {pod_name} keeps the stopped ephemeral container {container}: Kubernetes cannot remove ephemeral containers"
+        ),
     };
-    if spec.teardown.ephemeral != EphemeralTeardown::Recycle
-        && owns_fields(pod.managed_fields(), manager)
-    {
+    if !evict && owns_fields(pod.managed_fields(), t.manager) {
         let release = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name}});
         pods.patch(
             &pod_name,
-            &PatchParams::apply(manager),
+            &PatchParams::apply(t.manager),
             &Patch::Apply(release),
         )
         .await
@@ -546,6 +566,44 @@ spec:
         assert_eq!(
             current["spec"]["ephemeralContainers"][0]["targetContainerName"],
             "nginx"
+        );
+    }
+
+    #[test]
+    fn recycle_evicts_only_marked_controlled_pods_of_sessions_that_ended() {
+        let marked_owned = pod(r#"
+metadata:
+  name: web-1
+  annotations: {debug.shellcar.dev/c: s}
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: r, uid: u, controller: true}]
+"#);
+        let bare = pod("metadata: {name: p, annotations: {debug.shellcar.dev/c: s}}");
+        let unmarked = pod(
+            "metadata: {name: q, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: r, uid: u, controller: true}]}",
+        );
+        let ended = Teardown {
+            session: "s",
+            container: "c",
+            manager: "m",
+            policy: EphemeralTeardown::Recycle,
+            recycle: true,
+        };
+        assert!(recyclable(&marked_owned, &ended));
+        assert!(
+            !recyclable(&bare, &ended),
+            "a bare pod has no controller to replace it"
+        );
+        assert!(
+            !recyclable(&unmarked, &ended),
+            "another session's or nobody's pod"
+        );
+        let refused = Teardown {
+            recycle: false,
+            ..ended
+        };
+        assert!(
+            !recyclable(&marked_owned, &refused),
+            "never on the refusal path"
         );
     }
 

@@ -96,6 +96,15 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     }
 }
 
+/// Why a session is torn down; decides whether `teardown.ephemeral: Recycle` may evict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The session ran its course: expired or deleted.
+    Done,
+    /// The session was refused: nothing is evicted for a session that was not allowed.
+    Refused,
+}
+
 /// Removes whatever any mode of the session put in place; returns what remains and why.
 ///
 /// Every mode is undone, whichever the session uses now: teardown needs no memory of what
@@ -104,6 +113,7 @@ pub async fn teardown(
     client: &Client,
     session: &DebugSession,
     ns: &str,
+    ending: Ending,
 ) -> Result<Vec<String>, Error> {
     let name = session.name_any();
     let manager = naming::field_manager(&name);
@@ -114,7 +124,16 @@ pub async fn teardown(
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     copy::teardown(&pods, &name, &container).await?;
-    ephemeral::teardown(&pods, &container, &manager, &session.spec).await
+    let recycle = ending == Ending::Done
+        && session.spec.teardown.ephemeral == crate::crd::EphemeralTeardown::Recycle;
+    let ephemeral = ephemeral::Teardown {
+        session: &name,
+        container: &container,
+        manager: &manager,
+        policy: session.spec.teardown.ephemeral,
+        recycle,
+    };
+    ephemeral::teardown(&pods, &ephemeral).await
 }
 
 /// The pods of `namespace` that carry the debugger `container` of session `session`.
