@@ -25,6 +25,11 @@ pub const SESSION_ANNOTATION_PREFIX: &str = "debug.shellcar.dev/";
 /// annotation prefix, which maps pods to sessions.
 pub const COPY_OF_ANNOTATION: &str = "shellcar.dev/copy-of";
 
+/// Prefix of annotations naming who asked for the debugger in a pod (or pod template):
+/// `requester.shellcar.dev/<container>: <username>`. Outside the session annotation
+/// prefix, which maps pods to sessions.
+pub const REQUESTER_ANNOTATION_PREFIX: &str = "requester.shellcar.dev/";
+
 /// Label that the Label teardown policy leaves on a pod with a stopped ephemeral debugger.
 pub const EPHEMERAL_DEBUGGED_LABEL: &str = "debug.shellcar.dev/ephemeral-debugged";
 
@@ -98,6 +103,11 @@ pub fn is_session_manager(manager: &str) -> bool {
 /// The pod template annotation that names the session owning container `container`.
 pub fn session_annotation(container: &str) -> String {
     format!("{SESSION_ANNOTATION_PREFIX}{container}")
+}
+
+/// The annotation that names the requester of the session owning container `container`.
+pub fn requester_annotation(container: &str) -> String {
+    format!("{REQUESTER_ANNOTATION_PREFIX}{container}")
 }
 
 /// The command that attaches a terminal to a debugger container.
