@@ -4,6 +4,7 @@
 //! The reconcile pipeline reads as fetch ([`workload`]), validate ([`validate`]), build
 //! ([`inject`]), apply and status ([`reconcile`], [`status`]).
 
+pub mod admission;
 pub mod attach;
 pub mod cli;
 pub mod controller;
