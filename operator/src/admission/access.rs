@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 
 use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, Requester, TargetKind};
 
@@ -91,13 +91,13 @@ pub struct Denied {
 pub enum Error {
     /// Permanent until RBAC changes.
     #[error(transparent)]
-    Denied(#[from] Denied),
+    Denied(#[from] Box<Denied>),
     /// Transient: the review could not be asked.
-    #[error("asking the API server whether {user:?} may {verb} {permission}")]
+    #[error("asking the API server whether {user:?} may {what}")]
     Review {
         user: String,
-        verb: &'static str,
-        permission: Permission,
+        /// Verb and resource, as in a denial.
+        what: String,
         #[source]
         source: kube::Error,
     },
@@ -136,15 +136,14 @@ fn resource(kind: TargetKind) -> (&'static str, &'static str) {
 pub fn checks(spec: &DebugSessionSpec, mode: Mode, namespace: &str) -> Vec<Check> {
     let target = &spec.target;
     let pod_name = (target.kind == TargetKind::Pod).then(|| target.name.clone());
-    let permission =
-        |verb, group, resource, subresource, name: Option<String>| Permission {
-            verb,
-            group,
-            resource,
-            subresource,
-            name,
-            namespace: namespace.to_owned(),
-        };
+    let permission = |verb, group, resource, subresource, name: Option<String>| Permission {
+        verb,
+        group,
+        resource,
+        subresource,
+        name,
+        namespace: namespace.to_owned(),
+    };
     // Callers pass the resolved mode; Auto is read as validate resolves it by default.
     let mode = match mode {
         Mode::Auto if target.kind.is_workload() => Mode::Sidecar,
@@ -242,8 +241,7 @@ pub async fn ask(
         .await
         .map_err(|source| Error::Review {
             user: requester.username.clone(),
-            verb: permission.verb,
-            permission: permission.clone(),
+            what: format!("{} {}", permission.verb, permission),
             source,
         })?;
     let status = answer.status.unwrap_or_default();
@@ -258,27 +256,33 @@ pub fn first_denied(
     requester: &Requester,
     checks: &[Check],
     answers: Vec<Answer>,
-) -> Result<(), Denied> {
-    match checks.iter().zip(answers).find(|(_, a)| !a.allowed) {
-        Some((check, answer)) => Err(Denied {
+) -> Option<Denied> {
+    checks
+        .iter()
+        .zip(answers)
+        .find(|(_, a)| !a.allowed)
+        .map(|(check, answer)| Denied {
             requester: requester.clone(),
             check: check.clone(),
             reason: answer.reason,
-        }),
-        None => Ok(()),
-    }
+        })
+}
+
+fn verdict(denied: Option<Denied>) -> Result<(), Error> {
+    denied.map_or(Ok(()), |d| Err(Error::Denied(Box::new(d))))
 }
 
 /// Asks, one SubjectAccessReview per check and all at once, whether `requester` passes
 /// every check; the first denied one (in order) is the error.
-pub async fn authorize(client: &Client, requester: &Requester, checks: &[Check]) -> Result<(), Error> {
-    let answers = futures::future::try_join_all(
-        checks
-            .iter()
-            .map(|c| ask(client, requester, &c.permission)),
-    )
-    .await?;
-    Ok(first_denied(requester, checks, answers)?)
+pub async fn authorize(
+    client: &Client,
+    requester: &Requester,
+    checks: &[Check],
+) -> Result<(), Error> {
+    let answers =
+        futures::future::try_join_all(checks.iter().map(|c| ask(client, requester, &c.permission)))
+            .await?;
+    verdict(first_denied(requester, checks, answers))
 }
 
 /// Recent answers, so that a reconciler in steady state sends no reviews.
@@ -301,7 +305,12 @@ impl AccessCache {
     }
 
     /// The answer recorded at or after `now - ttl`.
-    pub fn get(&self, requester: &Requester, permission: &Permission, now: Instant) -> Option<Answer> {
+    pub fn get(
+        &self,
+        requester: &Requester,
+        permission: &Permission,
+        now: Instant,
+    ) -> Option<Answer> {
         let entries = self.entries.lock().ok()?;
         let key = (requester.clone(), permission.clone());
         entries
@@ -311,7 +320,13 @@ impl AccessCache {
     }
 
     /// Records `answer` as of `now`, and forgets answers that are too old.
-    pub fn insert(&self, requester: &Requester, permission: &Permission, answer: Answer, now: Instant) {
+    pub fn insert(
+        &self,
+        requester: &Requester,
+        permission: &Permission,
+        answer: Answer,
+        now: Instant,
+    ) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -349,7 +364,7 @@ pub async fn authorize_cached(
         };
         answers.push(answer);
     }
-    Ok(first_denied(requester, checks, answers)?)
+    verdict(first_denied(requester, checks, answers))
 }
 
 #[cfg(test)]
@@ -416,7 +431,8 @@ mod tests {
             ["patch pods/ephemeralcontainers (mode Ephemeral)"]
         );
         // Recycle means nothing to a Sidecar session
-        let sidecar = spec("{target: {kind: Deployment, name: web}, teardown: {ephemeral: Recycle}}");
+        let sidecar =
+            spec("{target: {kind: Deployment, name: web}, teardown: {ephemeral: Recycle}}");
         assert_eq!(checks(&sidecar, Mode::Sidecar, "shop").len(), 1);
     }
 
@@ -499,27 +515,31 @@ debugger:
             allowed: false,
             reason: Some("no RBAC policy matched".to_owned()),
         };
-        let denied = first_denied(&dev(), &checks, vec![no.clone(), no.clone()]).unwrap_err();
+        let denied = first_denied(&dev(), &checks, vec![no.clone(), no.clone()]).unwrap();
         assert_eq!(
             denied.to_string(),
             r#"user "dev" may not patch deployments.apps "app" in namespace "shop" (needed by mode Sidecar)"#
         );
         assert_eq!(denied.reason.as_deref(), Some("no RBAC policy matched"));
-        let denied = first_denied(&dev(), &checks, vec![yes.clone(), no]).unwrap_err();
+        let denied = first_denied(&dev(), &checks, vec![yes.clone(), no]).unwrap();
         assert_eq!(
             denied.to_string(),
             r#"user "dev" may not get secrets "db" in namespace "shop" (needed by debugger.env PW)"#
         );
-        assert_eq!(Error::from(denied).reason(), "Forbidden");
-        assert!(first_denied(&dev(), &checks, vec![yes.clone(), yes]).is_ok());
+        assert_eq!(Error::from(Box::new(denied)).reason(), "Forbidden");
+        assert!(first_denied(&dev(), &checks, vec![yes.clone(), yes]).is_none());
     }
 
     #[test]
     fn the_cache_keeps_answers_for_its_ttl_per_requester() {
         let cache = AccessCache::new(Duration::from_secs(30));
-        let permission = checks(&spec("target: {kind: Deployment, name: app}"), Mode::Sidecar, "shop")
-            .remove(0)
-            .permission;
+        let permission = checks(
+            &spec("target: {kind: Deployment, name: app}"),
+            Mode::Sidecar,
+            "shop",
+        )
+        .remove(0)
+        .permission;
         let t0 = Instant::now();
         let yes = Answer {
             allowed: true,
@@ -531,7 +551,10 @@ debugger:
             cache.get(&dev(), &permission, t0 + Duration::from_secs(29)),
             Some(yes.clone())
         );
-        assert_eq!(cache.get(&dev(), &permission, t0 + Duration::from_secs(30)), None);
+        assert_eq!(
+            cache.get(&dev(), &permission, t0 + Duration::from_secs(30)),
+            None
+        );
         let other = Requester {
             username: "other".to_owned(),
             ..Default::default()

@@ -60,10 +60,7 @@ pub fn check(old: &DebugSessionSpec, new: &DebugSessionSpec) -> Result<(), Chang
 }
 
 /// Keys of both objects, each once, sorted (serde_json's maps are ordered by key).
-fn keys(
-    old: &serde_json::Map<String, Value>,
-    new: &serde_json::Map<String, Value>,
-) -> Vec<String> {
+fn keys(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, Value>) -> Vec<String> {
     let mut keys: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
     keys.sort();
     keys.dedup();
@@ -156,7 +153,10 @@ ttl: 2h
 
     #[test]
     fn adding_or_removing_an_optional_field_is_a_change() {
-        let added = spec(&OLD.replace("{kind: Deployment, name: a}", "{kind: Deployment, name: a, container: app}"));
+        let added = spec(&OLD.replace(
+            "{kind: Deployment, name: a}",
+            "{kind: Deployment, name: a, container: app}",
+        ));
         assert_eq!(
             check(&spec(OLD), &added).unwrap_err().fields,
             ["spec.target.container"]

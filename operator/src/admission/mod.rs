@@ -7,4 +7,5 @@
 pub mod access;
 pub mod immutable;
 pub mod requester;
+pub mod tls;
 pub mod warnings;

@@ -154,9 +154,8 @@ mod tests {
     #[test]
     fn a_session_without_requester_cannot_be_adopted_by_an_update() {
         let old = session("spec: {target: {kind: Deployment, name: app}}");
-        let claimed = session(
-            "spec: {target: {kind: Deployment, name: app}, requester: {username: dev}}",
-        );
+        let claimed =
+            session("spec: {target: {kind: Deployment, name: app}, requester: {username: dev}}");
         let ops = restore(&spec(&old), &spec(&claimed)).unwrap();
         let after = patched(claimed, &ops).unwrap();
         assert!(after["spec"].get("requester").is_none());

@@ -13,8 +13,8 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -118,12 +118,19 @@ pub fn dns_names(service: &str, namespace: &str) -> Vec<String> {
 }
 
 fn at(t: SystemTime) -> Result<OffsetDateTime, Error> {
-    let secs = t.duration_since(UNIX_EPOCH).map_err(|_| Error::Clock)?.as_secs();
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| Error::Clock)?
+        .as_secs();
     OffsetDateTime::from_unix_timestamp(i64::try_from(secs).map_err(|_| Error::Clock)?)
         .map_err(|_| Error::Clock)
 }
 
-fn validity(params: &mut CertificateParams, now: SystemTime, lifetime: Duration) -> Result<(), Error> {
+fn validity(
+    params: &mut CertificateParams,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<(), Error> {
     params.not_before = at(now.checked_sub(BACKDATE).ok_or(Error::Clock)?)?;
     params.not_after = at(now.checked_add(lifetime).ok_or(Error::Clock)?)?;
     Ok(())
@@ -145,7 +152,11 @@ fn ca_params(now: SystemTime) -> Result<CertificateParams, Error> {
     Ok(params)
 }
 
-fn leaf(names: &[String], issuer: &Issuer<'_, KeyPair>, now: SystemTime) -> Result<(String, String), Error> {
+fn leaf(
+    names: &[String],
+    issuer: &Issuer<'_, KeyPair>,
+    now: SystemTime,
+) -> Result<(String, String), Error> {
     let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     if let Some(first) = names.first() {
@@ -177,7 +188,11 @@ pub fn generate(names: &[String], now: SystemTime) -> Result<ServingCert, Error>
 }
 
 /// A new serving certificate for `names` from the CA of `current`, which stays.
-pub fn reissue(current: &ServingCert, names: &[String], now: SystemTime) -> Result<ServingCert, Error> {
+pub fn reissue(
+    current: &ServingCert,
+    names: &[String],
+    now: SystemTime,
+) -> Result<ServingCert, Error> {
     let ca_key = KeyPair::from_pem(&current.ca_key)?;
     let issuer = Issuer::from_ca_cert_pem(&current.ca_cert, ca_key)?;
     let (cert, key) = leaf(names, &issuer, now)?;

@@ -16,7 +16,12 @@ const PREFIX: &str = "the debugger shares the process namespace and can read";
 /// Warnings on what a debugger beside a pod with spec `spec` can read.
 pub fn exposure(spec: &PodSpec) -> Vec<String> {
     let mut out = Vec::new();
-    let containers = || spec.init_containers.iter().flatten().chain(&spec.containers);
+    let containers = || {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+    };
     for c in containers() {
         env_warnings(c, &mut out);
     }
@@ -51,7 +56,11 @@ pub fn exposure(spec: &PodSpec) -> Vec<String> {
 
 fn env_warnings(c: &Container, out: &mut Vec<String>) {
     for env in c.env.iter().flatten() {
-        if let Some(secret) = env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()) {
+        if let Some(secret) = env
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+        {
             out.push(format!(
                 "{PREFIX} env {} of container {} (from Secret {})",
                 env.name, c.name, secret.name
@@ -115,7 +124,9 @@ mod tests {
         let plain = spec("containers: [{name: app, image: nginx, env: [{name: A, value: b}]}]");
         assert_eq!(
             exposure(&plain),
-            ["the debugger shares the process namespace and can read the token of ServiceAccount default at /var/run/secrets/kubernetes.io/serviceaccount"]
+            [
+                "the debugger shares the process namespace and can read the token of ServiceAccount default at /var/run/secrets/kubernetes.io/serviceaccount"
+            ]
         );
         let no_token = spec("{automountServiceAccountToken: false, containers: [{name: app}]}");
         assert!(exposure(&no_token).is_empty());
@@ -147,7 +158,11 @@ containers:
                 "the debugger shares the process namespace and can read the env of container app from every key of Secret api-keys",
             ]
         );
-        assert!(!warnings.iter().any(|w| w.contains("s3cr3t") || w.contains("LEVEL")));
+        assert!(
+            !warnings
+                .iter()
+                .any(|w| w.contains("s3cr3t") || w.contains("LEVEL"))
+        );
     }
 
     #[test]
@@ -219,7 +234,9 @@ volumes:
         );
         assert_eq!(
             exposure(&s),
-            ["the debugger shares the process namespace and can read projected volume vault (a ServiceAccount token) at /vault in container app"]
+            [
+                "the debugger shares the process namespace and can read projected volume vault (a ServiceAccount token) at /vault in container app"
+            ]
         );
     }
 }
