@@ -7,5 +7,6 @@
 pub mod access;
 pub mod immutable;
 pub mod requester;
+pub mod server;
 pub mod tls;
 pub mod warnings;
