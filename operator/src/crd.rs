@@ -3,6 +3,8 @@
 //! Doc comments on these types are user documentation: they become the CRD's
 //! descriptions, which `kubectl explain debugsession.spec` prints.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -28,6 +30,11 @@ use serde::{Deserialize, Serialize};
     doc = "A request for a time-limited debug shell that shares a workload's process namespace.",
     printcolumn(name = "Kind", type_ = "string", json_path = ".spec.target.kind"),
     printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.name"),
+    printcolumn(
+        name = "Requester",
+        type_ = "string",
+        json_path = ".spec.requester.username"
+    ),
     printcolumn(name = "Mode", type_ = "string", json_path = ".status.mode"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
@@ -72,6 +79,33 @@ pub struct DebugSessionSpec {
     #[serde(default = "default_ttl")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]{1,6}(h|m|s))+$"))]
     pub ttl: String,
+
+    /// Who created the session. Set by shellcar's admission webhook from the identity that
+    /// created the session; anything written here by hand is replaced. The operator acts
+    /// only as far as this user's own RBAC permissions reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Requester>,
+}
+
+/// The identity that created a session, as the API server authenticated it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Requester {
+    /// User name, for example `jane@example.com` or
+    /// `system:serviceaccount:shop:dev`.
+    pub username: String,
+
+    /// Unique ID of the user, if the authenticator provides one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+
+    /// Groups the user belonged to when the session was created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+
+    /// Further attributes from the authenticator (for example scopes), by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<BTreeMap<String, Vec<String>>>,
 }
 
 fn default_ttl() -> String {
@@ -199,12 +233,14 @@ pub struct Debugger {
 
     /// Entrypoint of the debugger. Default: a shell that starts again when you detach
     /// (`sh -c 'while true; do sh; done'`), so leaving with Ctrl-D does not restart the
-    /// container.
+    /// container. At most 64 items of at most 4096 characters each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub command: Option<Vec<String>>,
 
-    /// Arguments to the entrypoint.
+    /// Arguments to the entrypoint. At most 64 items of at most 4096 characters each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
     pub args: Option<Vec<String>>,
 
     /// Security profile, with the meaning of `kubectl debug --profile`: General (adds
@@ -214,8 +250,9 @@ pub struct Debugger {
     #[serde(default)]
     pub profile: Profile,
 
-    /// Environment variables of the debugger container.
+    /// Environment variables of the debugger container, at most 64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub env: Option<Vec<EnvVar>>,
 
     /// Compute resources of the debugger container.
@@ -398,5 +435,25 @@ mod tests {
             "type"
         );
         assert_eq!(status["pods"]["x-kubernetes-list-map-keys"][0], "name");
+    }
+
+    #[test]
+    fn debugger_lists_are_bounded_and_requester_is_a_column() {
+        let crd = serde_json::to_value(DebugSession::crd()).unwrap();
+        let version = &crd["spec"]["versions"][0];
+        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        let debugger = &spec["debugger"]["properties"];
+        for list in ["command", "args"] {
+            assert_eq!(debugger[list]["maxItems"], 64, "{list}");
+            assert_eq!(debugger[list]["items"]["maxLength"], 4096, "{list}");
+        }
+        assert_eq!(debugger["env"]["maxItems"], 64);
+        assert_eq!(spec["requester"]["required"][0], "username");
+        let columns = version["additionalPrinterColumns"].as_array().unwrap();
+        assert!(
+            columns
+                .iter()
+                .any(|c| c["name"] == "Requester" && c["jsonPath"] == ".spec.requester.username")
+        );
     }
 }

@@ -1,0 +1,170 @@
+//! After creation only `spec.ttl` may change: a session cannot be pointed at another target,
+//! mode or debugger.
+//!
+//! Pure: compares the stored spec with the new one.
+
+use serde_json::Value;
+
+use crate::crd::DebugSessionSpec;
+
+/// Why an update is refused: the fields it changes that may not change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} {} immutable after creation; only spec.ttl may change: create a new DebugSession instead",
+    fields.join(", "),
+    if fields.len() == 1 { "is" } else { "are" }
+)]
+pub struct Changed {
+    /// Paths of the changed fields, such as `spec.target.name`, sorted.
+    pub fields: Vec<String>,
+}
+
+/// Fields the update may change: `ttl`, and `requester`, which the mutating webhook
+/// restores from the stored object before this check runs.
+const MUTABLE: [&str; 2] = ["ttl", "requester"];
+
+/// Checks that `new` differs from `old` in `ttl` at most.
+///
+/// Both specs are compared after parsing, so a field left out and the same field written
+/// with its default value are the same.
+pub fn check(old: &DebugSessionSpec, new: &DebugSessionSpec) -> Result<(), Changed> {
+    let (old, new) = match (serde_json::to_value(old), serde_json::to_value(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        // Plain data structs always serialize; if that ever changed, refuse rather than allow.
+        _ => {
+            return Err(Changed {
+                fields: vec!["spec".to_owned()],
+            });
+        }
+    };
+    let mut fields = Vec::new();
+    let empty = serde_json::Map::new();
+    let old = old.as_object().unwrap_or(&empty);
+    let new = new.as_object().unwrap_or(&empty);
+    for key in keys(old, new) {
+        if MUTABLE.contains(&key.as_str()) {
+            continue;
+        }
+        diff(
+            &format!("spec.{key}"),
+            old.get(&key),
+            new.get(&key),
+            &mut fields,
+        );
+    }
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(Changed { fields })
+    }
+}
+
+/// Keys of both objects, each once, sorted (serde_json's maps are ordered by key).
+fn keys(old: &serde_json::Map<String, Value>, new: &serde_json::Map<String, Value>) -> Vec<String> {
+    let mut keys: Vec<String> = old.keys().chain(new.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Appends to `out` the paths under `path` where `old` and `new` differ; objects are
+/// compared member by member, anything else (lists included) as a whole.
+fn diff(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<String>) {
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            for key in keys(a, b) {
+                diff(&format!("{path}.{key}"), a.get(&key), b.get(&key), out);
+            }
+        }
+        (a, b) if a != b => out.push(path.to_owned()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> DebugSessionSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const OLD: &str = r#"
+target: {kind: Deployment, name: a}
+debugger: {image: busybox, env: [{name: A, value: b}]}
+requester: {username: dev}
+ttl: 1h
+"#;
+
+    #[test]
+    fn raising_the_ttl_is_allowed() {
+        let new = spec(&OLD.replace("ttl: 1h", "ttl: 3h"));
+        assert_eq!(check(&spec(OLD), &new), Ok(()));
+    }
+
+    #[test]
+    fn a_resync_that_writes_defaults_or_omits_the_requester_changes_nothing() {
+        let new = spec(
+            r#"
+target: {kind: Deployment, name: a}
+mode: Auto
+pods: One
+teardown: {ephemeral: Leave}
+debugger: {image: busybox, profile: General, env: [{name: A, value: b}]}
+"#,
+        );
+        assert_eq!(check(&spec(OLD), &new), Ok(()));
+    }
+
+    #[test]
+    fn pointing_the_session_at_another_target_is_refused() {
+        let new = spec(&OLD.replace("name: a", "name: b"));
+        let err = check(&spec(OLD), &new).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.target.name is immutable after creation; only spec.ttl may change: create a new DebugSession instead"
+        );
+    }
+
+    #[test]
+    fn every_changed_field_is_named() {
+        let new = spec(
+            r#"
+target: {kind: StatefulSet, name: a}
+mode: Copy
+debugger: {image: busybox, env: [{name: A, value: c}], profile: SysAdmin}
+ttl: 2h
+"#,
+        );
+        let err = check(&spec(OLD), &new).unwrap_err();
+        assert_eq!(
+            err.fields,
+            [
+                "spec.debugger.env",
+                "spec.debugger.profile",
+                "spec.mode",
+                "spec.target.kind",
+            ]
+        );
+        assert!(err.to_string().starts_with(
+            "spec.debugger.env, spec.debugger.profile, spec.mode, spec.target.kind are immutable"
+        ));
+    }
+
+    #[test]
+    fn adding_or_removing_an_optional_field_is_a_change() {
+        let added = spec(&OLD.replace(
+            "{kind: Deployment, name: a}",
+            "{kind: Deployment, name: a, container: app}",
+        ));
+        assert_eq!(
+            check(&spec(OLD), &added).unwrap_err().fields,
+            ["spec.target.container"]
+        );
+        let removed = spec(&OLD.replace("image: busybox, ", ""));
+        assert_eq!(
+            check(&spec(OLD), &removed).unwrap_err().fields,
+            ["spec.debugger.image"]
+        );
+    }
+}

@@ -1,0 +1,782 @@
+//! The webhook over HTTPS: `/mutate` stamps and restores the requester, `/validate` refuses
+//! changed specs, sessions the requester could not carry out by hand and changes the API
+//! server would reject, and warns about what the debugger will see.
+//!
+//! The decisions ([`mutate`], [`validate`]) take their I/O through [`Io`], so they are
+//! tested with a fake; [`KubeIo`] is the real one.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum_server::tls_rustls::RustlsConfig;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, PatchParams, PostParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::{Client, Resource, ResourceExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::access::{self, Check};
+use super::tls::ServingCert;
+use super::{immutable, requester, warnings};
+use crate::crd::{DebugSession, Mode, Requester, TargetKind};
+use crate::validate::{self, Capabilities, Plan, Policy};
+use crate::{copy, inject, naming, workload};
+
+/// What the API server said to the dry run of the session's change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DryRun {
+    /// The change would be accepted.
+    Accepted,
+    /// Not tried, and why: the target is missing (the session waits for it), or the pods
+    /// are only chosen when the operator reconciles.
+    Skipped(String),
+    /// The API server refused the change, in its own words.
+    Rejected(String),
+}
+
+/// The webhook's I/O.
+pub trait Io: Send + Sync + 'static {
+    /// Whether `requester` passes every check (SubjectAccessReviews).
+    fn authorize(
+        &self,
+        requester: &Requester,
+        checks: &[Check],
+    ) -> impl Future<Output = Result<(), access::Error>> + Send;
+
+    /// The pod spec of the session's target (a Pod's spec, a workload's template), or
+    /// `None` if the target does not exist yet.
+    fn target_pod_spec(
+        &self,
+        session: &DebugSession,
+    ) -> impl Future<Output = Result<Option<PodSpec>, kube::Error>> + Send;
+
+    /// The exact change the session would make, sent with `dryRun=All`.
+    fn dry_run(
+        &self,
+        session: &DebugSession,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<DryRun, kube::Error>> + Send;
+}
+
+/// What the validating webhook needs besides its I/O: the operator's own policy and what
+/// the cluster can do, as the reconciler sees them.
+pub struct Webhook<I> {
+    pub io: I,
+    pub policy: Policy,
+    pub capabilities: Capabilities,
+}
+
+/// `/mutate`: on CREATE, `spec.requester` is the user who sent the request; on UPDATE, it
+/// is what the stored object has.
+pub fn mutate(req: &AdmissionRequest<DebugSession>) -> AdmissionResponse {
+    let response = AdmissionResponse::from(req);
+    let ops = match (&req.operation, &req.object, &req.old_object) {
+        (Operation::Create, Some(_), _) => requester::stamp(&req.user_info),
+        (Operation::Update, Some(new), Some(old)) => requester::restore(&old.spec, &new.spec),
+        _ => return response,
+    };
+    let ops = match ops {
+        Ok(ops) if ops.is_empty() => return response,
+        Ok(ops) => ops,
+        Err(e) => return response.deny(format!("building the requester patch: {e}")),
+    };
+    match response.clone().with_patch(json_patch::Patch(ops)) {
+        Ok(patched) => patched,
+        Err(e) => response.deny(e),
+    }
+}
+
+/// The pure half of validating a CREATE: the session's plan and the permissions its
+/// requester needs, or the refusal message.
+pub fn plan_create(
+    session: &DebugSession,
+    namespace: &str,
+    policy: &Policy,
+    capabilities: Capabilities,
+) -> Result<(Plan, Requester, Vec<Check>), String> {
+    let Some(requester) = session.spec.requester.clone() else {
+        return Err(
+            "spec.requester is not set: shellcar's mutating webhook did not run; check its MutatingWebhookConfiguration"
+                .to_owned(),
+        );
+    };
+    let plan = validate::spec(&session.spec, policy, capabilities).map_err(|e| e.to_string())?;
+    let checks = access::checks(&session.spec, plan.mode, namespace);
+    Ok((plan, requester, checks))
+}
+
+/// `/validate`. UPDATE: only `spec.ttl` may change (no access checks, so that the
+/// operator's own updates, such as removing its finalizer, always pass). CREATE: the
+/// session must be valid, its requester must hold every permission it stands in for, and
+/// the API server must accept its change in a dry run; exposure warnings are added.
+pub async fn validate<I: Io>(
+    webhook: &Webhook<I>,
+    req: &AdmissionRequest<DebugSession>,
+) -> AdmissionResponse {
+    let response = AdmissionResponse::from(req);
+    match (&req.operation, &req.object, &req.old_object) {
+        (Operation::Update, Some(new), Some(old)) => match immutable::check(&old.spec, &new.spec) {
+            Ok(()) => response,
+            Err(changed) => response.deny(changed),
+        },
+        (Operation::Create, Some(session), _) => validate_create(webhook, req, session).await,
+        _ => response,
+    }
+}
+
+async fn validate_create<I: Io>(
+    webhook: &Webhook<I>,
+    req: &AdmissionRequest<DebugSession>,
+    session: &DebugSession,
+) -> AdmissionResponse {
+    let mut response = AdmissionResponse::from(req);
+    let namespace = req.namespace.clone().unwrap_or_default();
+    let (plan, requester, checks) =
+        match plan_create(session, &namespace, &webhook.policy, webhook.capabilities) {
+            Ok(planned) => planned,
+            Err(message) => return response.deny(message),
+        };
+    match webhook.io.authorize(&requester, &checks).await {
+        Ok(()) => {}
+        Err(access::Error::Denied(denied)) => return response.deny(denied),
+        Err(e) => return response.deny(chain(&e)),
+    }
+    match webhook.io.dry_run(session, &plan).await {
+        Ok(DryRun::Rejected(message)) => {
+            return response.deny(format!(
+                "the API server refuses the change this session makes to {} {}: {message}",
+                session.spec.target.kind, session.spec.target.name
+            ));
+        }
+        Ok(DryRun::Accepted | DryRun::Skipped(_)) => {}
+        Err(e) => {
+            return response.deny(format!(
+                "dry run of the session's change failed: {}",
+                chain(&e)
+            ));
+        }
+    }
+    // Warnings are best effort: not being able to read the target refuses nothing.
+    match webhook.io.target_pod_spec(session).await {
+        Ok(Some(spec)) => {
+            let found = warnings::exposure(&spec);
+            if !found.is_empty() {
+                response.warnings = Some(found);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "reading the target for admission warnings"),
+    }
+    response
+}
+
+/// An error and its sources, for a message a person reads in `kubectl apply`'s output.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    out
+}
+
+/// The review in `body`, or the response that says why it cannot be read.
+fn parse(body: &[u8]) -> Result<AdmissionRequest<DebugSession>, Box<AdmissionResponse>> {
+    let review: AdmissionReview<DebugSession> = serde_json::from_slice(body)
+        .map_err(|e| Box::new(AdmissionResponse::invalid(e.to_string())))?;
+    review
+        .try_into()
+        .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| {
+            Box::new(AdmissionResponse::invalid(e))
+        })
+}
+
+/// The review as the API server reads it. kube serializes `response.patch` (bytes) as a
+/// JSON array of numbers (kube-rs issue #1781); the API documents a base64 string, which is
+/// what Go's `[]byte` decoding expects, so the patch is re-encoded as one.
+fn body(review: &AdmissionReview<DynamicObject>) -> Vec<u8> {
+    let mut value = match serde_json::to_value(review) {
+        Ok(value) => value,
+        Err(_) => return Vec::new(),
+    };
+    if let Some(patch) = value.pointer_mut("/response/patch")
+        && let Ok(bytes) = serde_json::from_value::<Vec<u8>>(patch.clone())
+        && let Ok(encoded) = serde_json::to_value(k8s_openapi::ByteString(bytes))
+    {
+        *patch = encoded;
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+fn reply(review: AdmissionReview<DynamicObject>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], body(&review))
+}
+
+async fn mutate_handler(body: Bytes) -> impl IntoResponse {
+    let response = match parse(&body) {
+        Ok(req) => mutate(&req),
+        Err(invalid) => *invalid,
+    };
+    reply(response.into_review())
+}
+
+async fn validate_handler<I: Io>(
+    State(webhook): State<Arc<Webhook<I>>>,
+    body: Bytes,
+) -> impl IntoResponse {
+    let response = match parse(&body) {
+        Ok(req) => validate(&webhook, &req).await,
+        Err(invalid) => *invalid,
+    };
+    reply(response.into_review())
+}
+
+/// The webhook's routes: `POST /mutate` and `POST /validate`.
+pub fn router<I: Io>(webhook: Arc<Webhook<I>>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate_handler))
+        .route("/validate", post(validate_handler::<I>))
+        .with_state(webhook)
+}
+
+/// Errors building the TLS configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading the webhook certificate")]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("building the TLS configuration")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A rustls server configuration serving `cert`, with the ring provider (as kube uses).
+pub fn rustls_config(cert: &ServingCert) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain =
+        CertificateDer::pem_slice_iter(cert.cert.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(cert.key.as_bytes())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves the webhook on `addr` over HTTPS until the process ends. Renewing the
+/// certificate is `tls.reload_from_config(rustls_config(&new)?)` on the same `tls`.
+pub async fn serve<I: Io>(
+    addr: SocketAddr,
+    tls: RustlsConfig,
+    webhook: Arc<Webhook<I>>,
+) -> std::io::Result<()> {
+    tracing::info!(%addr, "serving the admission webhook");
+    axum_server::bind_rustls(addr, tls)
+        .serve(router(webhook).into_make_service())
+        .await
+}
+
+/// The webhook's I/O against the API server.
+pub struct KubeIo {
+    pub client: Client,
+}
+
+/// How a refused write reads, or `None` when the failure is not the API server judging
+/// the change (then it is an error, not a refusal).
+fn rejection(error: &kube::Error) -> Option<String> {
+    match error {
+        kube::Error::Api(status) if matches!(status.code, 400 | 409 | 422) => {
+            Some(status.message.clone())
+        }
+        _ => None,
+    }
+}
+
+fn outcome(result: Result<(), kube::Error>) -> Result<DryRun, kube::Error> {
+    match result {
+        Ok(()) => Ok(DryRun::Accepted),
+        Err(e) => match rejection(&e) {
+            Some(message) => Ok(DryRun::Rejected(message)),
+            None => Err(e),
+        },
+    }
+}
+
+impl KubeIo {
+    fn namespace(session: &DebugSession) -> String {
+        session.namespace().unwrap_or_default()
+    }
+
+    async fn dry_run_sidecar(
+        &self,
+        session: &DebugSession,
+        plan: &Plan,
+    ) -> Result<DryRun, kube::Error> {
+        let ns = Self::namespace(session);
+        let target = &session.spec.target;
+        let name = session.name_any();
+        let fetched = workload::fetch(&self.client, &ns, target.kind, &target.name).await;
+        let found = match fetched {
+            Ok(found) => found,
+            Err(workload::Error::Kube { source, .. }) => return Err(source),
+            Err(e @ workload::Error::NoTemplate { .. }) => {
+                return Ok(DryRun::Rejected(e.to_string()));
+            }
+        };
+        let (Some(found), Some(api)) = (found, workload::api(&self.client, &ns, target.kind))
+        else {
+            return Ok(DryRun::Skipped(format!(
+                "{} {} not found",
+                target.kind, target.name
+            )));
+        };
+        let debugger = inject::debugger_container(
+            &session.spec.debugger,
+            &naming::container_name(&name),
+            &plan.image,
+        );
+        let claim = inject::claims_share_process_namespace(
+            found
+                .template
+                .spec
+                .as_ref()
+                .and_then(|s| s.share_process_namespace),
+            &found.managed_fields,
+        );
+        let intent = inject::sidecar_intent(target.kind, &found.name, &name, &debugger, claim);
+        let params = PatchParams::apply(&naming::field_manager(&name)).dry_run();
+        outcome(
+            api.patch(&found.name, &params, &kube::api::Patch::Apply(&intent))
+                .await
+                .map(|_| ()),
+        )
+    }
+
+    async fn dry_run_copy(
+        &self,
+        session: &DebugSession,
+        plan: &Plan,
+    ) -> Result<DryRun, kube::Error> {
+        let target = &session.spec.target;
+        if target.kind != TargetKind::Pod {
+            // TODO: the copied pod of a workload is chosen at reconcile (modes::select).
+            return Ok(DryRun::Skipped(
+                "the pod to copy is chosen when the session is reconciled".to_owned(),
+            ));
+        }
+        let name = session.name_any();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &Self::namespace(session));
+        let Some(source) = pods.get_opt(&target.name).await? else {
+            return Ok(DryRun::Skipped(format!("Pod {} not found", target.name)));
+        };
+        let container = naming::container_name(&name);
+        let debugger = inject::debugger_container(&session.spec.debugger, &container, &plan.image);
+        // The validating webhook sees the uid the API server gave the session.
+        let mut owner = session
+            .controller_owner_ref(&())
+            .unwrap_or_else(|| OwnerReference {
+                api_version: "debug.shellcar.dev/v1alpha1".to_owned(),
+                kind: "DebugSession".to_owned(),
+                name: name.clone(),
+                uid: "00000000-0000-0000-0000-000000000000".to_owned(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            });
+        if owner.uid.is_empty() {
+            owner.uid = "00000000-0000-0000-0000-000000000000".to_owned();
+        }
+        owner.block_owner_deletion = None;
+        let pod = copy::build(&source, &name, &naming::copy_name(&name), &debugger, owner);
+        let params = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        outcome(pods.create(&params, &pod).await.map(|_| ()))
+    }
+
+    async fn dry_run_ephemeral(
+        &self,
+        session: &DebugSession,
+        plan: &Plan,
+    ) -> Result<DryRun, kube::Error> {
+        let target = &session.spec.target;
+        if target.kind != TargetKind::Pod {
+            // TODO: the debugged pods of a workload are chosen at reconcile (modes::select).
+            return Ok(DryRun::Skipped(
+                "the pods to debug are chosen when the session is reconciled".to_owned(),
+            ));
+        }
+        let name = session.name_any();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &Self::namespace(session));
+        let Some(pod) = pods.get_opt(&target.name).await? else {
+            return Ok(DryRun::Skipped(format!("Pod {} not found", target.name)));
+        };
+        let base = inject::debugger_container(
+            &session.spec.debugger,
+            &naming::container_name(&name),
+            &plan.image,
+        );
+        let target_container = target
+            .container
+            .clone()
+            .or_else(|| {
+                pod.spec
+                    .as_ref()?
+                    .containers
+                    .first()
+                    .map(|c| c.name.clone())
+            })
+            .unwrap_or_default();
+        let deadline = jiff::Timestamp::now().as_second()
+            + i64::try_from(plan.ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let container = crate::ephemeral::container(&base, &target_container, deadline);
+        // Legacy (before 1.22) API servers take a PUT of EphemeralContainers; not dry-run here.
+        let params = PatchParams::default().dry_run();
+        outcome(
+            pods.patch_ephemeral_containers(
+                &target.name,
+                &params,
+                &kube::api::Patch::Strategic(crate::ephemeral::patch_body(&container)),
+            )
+            .await
+            .map(|_| ()),
+        )
+    }
+}
+
+impl Io for KubeIo {
+    async fn authorize(
+        &self,
+        requester: &Requester,
+        checks: &[Check],
+    ) -> Result<(), access::Error> {
+        access::authorize(&self.client, requester, checks).await
+    }
+
+    async fn target_pod_spec(
+        &self,
+        session: &DebugSession,
+    ) -> Result<Option<PodSpec>, kube::Error> {
+        let ns = Self::namespace(session);
+        let target = &session.spec.target;
+        if target.kind == TargetKind::Pod {
+            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            return Ok(pods.get_opt(&target.name).await?.and_then(|p| p.spec));
+        }
+        match workload::fetch(&self.client, &ns, target.kind, &target.name).await {
+            Ok(found) => Ok(found.and_then(|w| w.template.spec)),
+            Err(workload::Error::Kube { source, .. }) => Err(source),
+            Err(workload::Error::NoTemplate { .. }) => Ok(None),
+        }
+    }
+
+    async fn dry_run(&self, session: &DebugSession, plan: &Plan) -> Result<DryRun, kube::Error> {
+        match plan.mode {
+            Mode::Sidecar | Mode::Auto => self.dry_run_sidecar(session, plan).await,
+            Mode::Copy => self.dry_run_copy(session, plan).await,
+            Mode::Ephemeral => self.dry_run_ephemeral(session, plan).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Canned answers, and a record of what was asked.
+    #[derive(Default)]
+    struct FakeIo {
+        denied: Option<&'static str>,
+        dry_run: Option<DryRun>,
+        pod_spec: Option<PodSpec>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl Io for FakeIo {
+        async fn authorize(
+            &self,
+            requester: &Requester,
+            checks: &[Check],
+        ) -> Result<(), access::Error> {
+            let mut asked = self.asked.lock().unwrap();
+            let answers = checks
+                .iter()
+                .map(|c| {
+                    asked.push(format!("{} {}", c.permission.verb, c.permission));
+                    access::Answer {
+                        allowed: Some(c.permission.resource) != self.denied,
+                        reason: None,
+                    }
+                })
+                .collect();
+            match access::first_denied(requester, checks, answers) {
+                Some(d) => Err(access::Error::Denied(Box::new(d))),
+                None => Ok(()),
+            }
+        }
+
+        async fn target_pod_spec(&self, _: &DebugSession) -> Result<Option<PodSpec>, kube::Error> {
+            Ok(self.pod_spec.clone())
+        }
+
+        async fn dry_run(&self, _: &DebugSession, _: &Plan) -> Result<DryRun, kube::Error> {
+            Ok(self.dry_run.clone().unwrap_or(DryRun::Accepted))
+        }
+    }
+
+    fn webhook(io: FakeIo) -> Webhook<FakeIo> {
+        Webhook {
+            io,
+            policy: Policy {
+                default_image: "busybox".to_owned(),
+                max_ttl: Duration::from_secs(24 * 3600),
+                allowed_images: vec![],
+            },
+            capabilities: Capabilities {
+                ephemeral_containers: true,
+                legacy_ephemeral_api: false,
+            },
+        }
+    }
+
+    fn review(
+        operation: &str,
+        object: Value,
+        old: Option<Value>,
+    ) -> AdmissionRequest<DebugSession> {
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "r-1",
+                "kind": {"group": "debug.shellcar.dev", "version": "v1alpha1", "kind": "DebugSession"},
+                "resource": {"group": "debug.shellcar.dev", "version": "v1alpha1", "resource": "debugsessions"},
+                "name": "dbg",
+                "namespace": "shop",
+                "operation": operation,
+                "userInfo": {"username": "dev", "uid": "u-1", "groups": ["devs", "system:authenticated"]},
+                "object": object,
+                "oldObject": old,
+                "dryRun": false,
+            }
+        });
+        parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    fn session(spec: &str) -> Value {
+        json!({
+            "apiVersion": "debug.shellcar.dev/v1alpha1",
+            "kind": "DebugSession",
+            "metadata": {"name": "dbg", "namespace": "shop", "uid": "s-1"},
+            "spec": serde_yaml::from_str::<Value>(spec).unwrap(),
+        })
+    }
+
+    /// The response as the handler sends it.
+    fn as_json(response: AdmissionResponse) -> Value {
+        let sent: Value = serde_json::from_slice(&body(&response.into_review())).unwrap();
+        assert_eq!(sent["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(sent["kind"], "AdmissionReview");
+        sent["response"].clone()
+    }
+
+    /// The JSON Patch in a response, which is sent base64-encoded.
+    fn patch_of(response: &Value) -> Value {
+        let bytes: k8s_openapi::ByteString =
+            serde_json::from_value(response["patch"].clone()).unwrap();
+        serde_json::from_slice(&bytes.0).unwrap()
+    }
+
+    #[test]
+    fn mutate_stamps_on_create_and_restores_on_update() {
+        let created = as_json(mutate(&review(
+            "CREATE",
+            session("{target: {kind: Deployment, name: app}, requester: {username: admin}}"),
+            None,
+        )));
+        assert_eq!(created["allowed"], true);
+        assert_eq!(created["patchType"], "JSONPatch");
+        assert_eq!(
+            patch_of(&created),
+            json!([{"op": "add", "path": "/spec/requester", "value": {
+                "username": "dev", "uid": "u-1", "groups": ["devs", "system:authenticated"]
+            }}])
+        );
+        let stored = session("{target: {kind: Deployment, name: app}, requester: {username: dev}}");
+        let updated = as_json(mutate(&review(
+            "UPDATE",
+            session("{target: {kind: Deployment, name: app}, ttl: 2h}"),
+            Some(stored.clone()),
+        )));
+        assert_eq!(
+            patch_of(&updated),
+            json!([{"op": "add", "path": "/spec/requester", "value": {"username": "dev"}}])
+        );
+        let unchanged = as_json(mutate(&review("UPDATE", stored.clone(), Some(stored))));
+        assert!(unchanged.get("patch").is_none());
+        assert_eq!(unchanged["uid"], "r-1");
+    }
+
+    const STAMPED: &str = "{target: {kind: Deployment, name: app}, requester: {username: dev, groups: [devs]}, debugger: {env: [{name: PW, valueFrom: {secretKeyRef: {name: db, key: pw}}}]}}";
+
+    #[tokio::test]
+    async fn a_permitted_create_is_allowed_with_warnings() {
+        let io = FakeIo {
+            pod_spec: Some(
+                serde_yaml::from_str("{automountServiceAccountToken: false, containers: [{name: app, env: [{name: K, valueFrom: {secretKeyRef: {name: s, key: k}}}]}]}")
+                    .unwrap(),
+            ),
+            ..Default::default()
+        };
+        let webhook = webhook(io);
+        let response = as_json(validate(&webhook, &review("CREATE", session(STAMPED), None)).await);
+        assert_eq!(response["allowed"], true, "{response}");
+        assert_eq!(
+            response["warnings"],
+            json!([
+                "the debugger shares the process namespace and can read env K of container app (from Secret s)"
+            ])
+        );
+        assert_eq!(
+            *webhook.io.asked.lock().unwrap(),
+            ["patch deployments.apps \"app\"", "get secrets \"db\""]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_the_requester_may_not_make_is_denied_naming_the_permission() {
+        let webhook = webhook(FakeIo {
+            denied: Some("secrets"),
+            ..Default::default()
+        });
+        let response = as_json(validate(&webhook, &review("CREATE", session(STAMPED), None)).await);
+        assert_eq!(response["allowed"], false);
+        assert_eq!(
+            response["status"]["message"],
+            r#"user "dev" may not get secrets "db" in namespace "shop" (needed by debugger.env PW)"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_without_requester_or_with_a_bad_spec_is_denied() {
+        let webhook = webhook(FakeIo::default());
+        let none = as_json(
+            validate(
+                &webhook,
+                &review(
+                    "CREATE",
+                    session("{target: {kind: Deployment, name: app}}"),
+                    None,
+                ),
+            )
+            .await,
+        );
+        assert_eq!(none["allowed"], false);
+        assert!(
+            none["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("mutating webhook")
+        );
+        let long = as_json(
+            validate(
+                &webhook,
+                &review(
+                    "CREATE",
+                    session("{target: {kind: Deployment, name: app}, ttl: 48h, requester: {username: dev}}"),
+                    None,
+                ),
+            )
+            .await,
+        );
+        assert_eq!(long["allowed"], false);
+        assert!(
+            webhook.io.asked.lock().unwrap().is_empty(),
+            "refused before asking"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_rejection_is_the_api_servers_message() {
+        let webhook = webhook(FakeIo {
+            dry_run: Some(DryRun::Rejected(
+                "Deployment.apps \"app\" is invalid: spec.template.spec.containers[1].env[0].name: Invalid value: \"1x\"".to_owned(),
+            )),
+            ..Default::default()
+        });
+        let response = as_json(validate(&webhook, &review("CREATE", session(STAMPED), None)).await);
+        assert_eq!(response["allowed"], false);
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with("the API server refuses the change this session makes to Deployment app: Deployment.apps \"app\" is invalid"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_update_may_change_only_the_ttl_and_asks_nothing() {
+        let webhook = webhook(FakeIo {
+            denied: Some("deployments"),
+            ..Default::default()
+        });
+        let extended = as_json(
+            validate(
+                &webhook,
+                &review(
+                    "UPDATE",
+                    session(&STAMPED.replace("requester", "ttl: 3h, requester")),
+                    Some(session(STAMPED)),
+                ),
+            )
+            .await,
+        );
+        assert_eq!(extended["allowed"], true, "{extended}");
+        let moved = as_json(
+            validate(
+                &webhook,
+                &review(
+                    "UPDATE",
+                    session(&STAMPED.replace("name: app", "name: other")),
+                    Some(session(STAMPED)),
+                ),
+            )
+            .await,
+        );
+        assert_eq!(moved["allowed"], false);
+        assert_eq!(
+            moved["status"]["message"],
+            "spec.target.name is immutable after creation; only spec.ttl may change: create a new DebugSession instead"
+        );
+        assert!(webhook.io.asked.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_review_is_answered_as_invalid() {
+        let response = match parse(b"{}") {
+            Ok(_) => panic!("parsed"),
+            Err(r) => as_json(*r),
+        };
+        assert_eq!(response["allowed"], false);
+    }
+
+    #[test]
+    fn the_tls_configuration_serves_the_generated_certificate() {
+        let cert = super::super::tls::generate(
+            &super::super::tls::dns_names("shellcar-webhook", "shellcar-system"),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let config = rustls_config(&cert).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+    }
+}
