@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller, with the kubeconfig from KUBECONFIG, ~/.kube/config or the pod.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CustomResourceDefinition as YAML.
     Crd,
     /// Wait until a DebugSession is Ready, then attach a terminal to its debugger.
@@ -51,6 +51,24 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "SHELLCAR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Address of the admission webhook (HTTPS).
+    #[arg(long, env = "SHELLCAR_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: SocketAddr,
+    /// The operator's own namespace, where the webhook's certificate Secret and Service are.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "shellcar-system")]
+    pub namespace: String,
+    /// Service in front of the webhook; its DNS names go into the serving certificate.
+    #[arg(long, default_value = "shellcar-webhook")]
+    pub webhook_service: String,
+    /// Secret that keeps the webhook's CA and serving certificate.
+    #[arg(long, default_value = "shellcar-webhook-tls")]
+    pub webhook_secret: String,
+    /// MutatingWebhookConfiguration whose caBundle the operator keeps.
+    #[arg(long, default_value = "shellcar-mutating")]
+    pub mutating_webhook: String,
+    /// ValidatingWebhookConfiguration whose caBundle the operator keeps.
+    #[arg(long, default_value = "shellcar-validating")]
+    pub validating_webhook: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -14,6 +14,7 @@ use kube::{Client, Resource};
 use tokio::sync::OnceCell;
 use tracing::warn;
 
+use crate::access::{self, AccessCache};
 use crate::crd::{DebugSession, TargetKind};
 use crate::telemetry::Metrics;
 use crate::workload;
@@ -119,6 +120,8 @@ pub enum Error {
     Exec { pod: String, message: String },
     #[error("discovering what the cluster serves")]
     Discovery(#[source] kube::Error),
+    #[error("asking the API server what the requester may do")]
+    Access(#[source] access::Error),
     #[error("managing the finalizer")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -137,6 +140,7 @@ impl Error {
             Error::Pod { .. } => "PodOperationFailed",
             Error::Exec { .. } => "ExecFailed",
             Error::Discovery(_) => "DiscoveryFailed",
+            Error::Access(_) => "AccessReviewFailed",
             Error::Finalizer(_) => "FinalizerFailed",
         }
     }
@@ -164,12 +168,18 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// How long an answer about what a requester may do is reused. RBAC revoked mid-session
+/// ends the session within this time plus [`crate::reconcile`]'s recheck period.
+const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
+
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub policy: Policy,
     pub metrics: Arc<Metrics>,
+    /// Recent answers of SubjectAccessReviews, so that a settled session costs none.
+    pub access: AccessCache,
     /// Consecutive failures per session, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DebugSession>, u32>>,
     /// What the cluster serves, discovered on first use.
@@ -183,6 +193,7 @@ impl Context {
             recorder,
             policy,
             metrics,
+            access: AccessCache::new(ACCESS_CACHE_TTL),
             failures: Mutex::default(),
             capabilities: OnceCell::new(),
         }

@@ -137,6 +137,25 @@ pub struct Target {
 }
 
 /// Kinds of object a session can target.
+/// The mode a session runs in once Auto is resolved. Not part of the schema: the
+/// operator's plan, which status reports as a [`Mode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Sidecar,
+    Ephemeral,
+    Copy,
+}
+
+impl From<Resolved> for Mode {
+    fn from(mode: Resolved) -> Mode {
+        match mode {
+            Resolved::Sidecar => Mode::Sidecar,
+            Resolved::Ephemeral => Mode::Ephemeral,
+            Resolved::Copy => Mode::Copy,
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum TargetKind {
     Deployment,
@@ -297,6 +316,12 @@ pub struct DebugSessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<ResolvedTarget>,
 
+    /// Every target this session has changed. The spec cannot be pointed elsewhere after
+    /// creation; this list is kept anyway, and teardown cleans every entry of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub targets: Vec<ResolvedTarget>,
+
     /// Name of the debugger container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -317,8 +342,9 @@ pub struct DebugSessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 
-    /// Pods that carry the debugger, and how to attach to each.
+    /// Pods that carry the debugger, and how to attach to each (at most 50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub pods: Vec<DebugPod>,
 

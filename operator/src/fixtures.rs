@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
 use crate::context::{Context, Error, Policy};
-use crate::crd::{DebugSession, DebugSessionStatus, Mode, Phase, TargetKind};
+use crate::crd::{DebugSession, DebugSessionStatus, Mode, Phase, Requester, TargetKind};
 use crate::naming;
 use crate::reconcile::{error_policy, reconcile};
 use crate::status::{self, EXPIRED, INJECTED, READY, STALLED};
@@ -38,6 +38,8 @@ const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/web";
 const PODS: &str = "/api/v1/namespaces/shop/pods";
 const SESSIONS: &str = "/apis/debug.shellcar.dev/v1alpha1/namespaces/shop/debugsessions/dbg";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events?";
+const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews?";
+const REQUESTER: &str = "jane";
 
 const APPLY: &str = "application/apply-patch+yaml";
 const JSON_PATCH: &str = "application/json-patch+json";
@@ -125,6 +127,24 @@ impl ApiServer {
             "buildDate": "2025-05-15T08:19:08Z", "goVersion": "go1.24.2", "compiler": "gc",
             "platform": "linux/amd64",
         }));
+    }
+
+    /// Answers the SubjectAccessReview that asks whether the requester may patch
+    /// Deployment web, the permission a Sidecar session stands in for.
+    async fn access_review(&mut self, allowed: bool) {
+        let call = self.expect(Method::POST, ACCESS_REVIEWS).await;
+        let spec = &call.body["spec"];
+        assert_eq!(spec["user"], REQUESTER);
+        assert_eq!(spec["uid"], "u-jane");
+        assert_eq!(spec["groups"], json!(["devs", "system:authenticated"]));
+        assert_eq!(
+            spec["resourceAttributes"],
+            json!({"namespace": NS, "verb": "patch", "group": "apps",
+                   "resource": "deployments", "name": "web"})
+        );
+        let mut review = call.body.clone();
+        review["status"] = json!({"allowed": allowed});
+        call.reply(201, &review);
     }
 
     /// Answers the teardown of every mode on Deployment web. `owned` says whether the
@@ -261,6 +281,12 @@ fn session(spec: &str, age: i64) -> DebugSession {
     meta.generation = Some(1);
     meta.creation_timestamp = Some(Time(ago(age)));
     meta.finalizers = Some(vec!["debug.shellcar.dev/teardown".to_owned()]);
+    session.spec.requester = Some(Requester {
+        username: REQUESTER.to_owned(),
+        uid: Some("u-jane".to_owned()),
+        groups: vec!["devs".to_owned(), "system:authenticated".to_owned()],
+        extra: None,
+    });
     session
 }
 
@@ -389,6 +415,7 @@ async fn a_new_sidecar_session_is_applied_then_reported() {
     let reconciling = start(&session, &ctx);
 
     server.discovery().await;
+    server.access_review(true).await;
     server
         .expect(Method::GET, DEPLOYMENT)
         .await
@@ -412,7 +439,10 @@ async fn a_new_sidecar_session_is_applied_then_reported() {
         template["metadata"],
         json!({
             "labels": {"debug.shellcar.dev/debugged": "true"},
-            "annotations": {format!("debug.shellcar.dev/{}", container()): SESSION},
+            "annotations": {
+                format!("debug.shellcar.dev/{}", container()): SESSION,
+                naming::requester_annotation(&container()): REQUESTER,
+            },
         })
     );
     assert_eq!(template["spec"]["shareProcessNamespace"], true);
@@ -457,15 +487,62 @@ async fn a_new_sidecar_session_is_applied_then_reported() {
         .collect();
     assert_eq!(pods, [("web-5d8b-k2v9p", false)]);
 
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .ends_with("; requested by jane"),
+        "{:?}",
+        status.message
+    );
+
     let note = server.event("Normal", "Injected").await;
     assert_eq!(Some(note), status.message);
 
     let action = server.finish(reconciling).await.unwrap();
-    // Requeued at expiry: 50 minutes from now, give or take the seconds the test took.
-    assert!(
-        (2990..=3000).any(|s| action == Action::requeue(Duration::from_secs(s))),
-        "{action:?}"
+    // Requeued to check the requester's permissions again in a minute.
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn a_requester_without_the_permission_is_refused_and_nothing_is_applied() {
+    let (ctx, mut server) = context();
+    let session = session("target: {kind: Deployment, name: web}", 600);
+    let reconciling = start(&session, &ctx);
+
+    server.discovery().await;
+    server.access_review(false).await;
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "Forbidden"));
+    assert_eq!(condition(&status, STALLED), ("True", "Forbidden"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "user \"jane\" may not patch deployments.apps \"web\" in namespace \"shop\" (needed by mode Sidecar); requested by jane"
+        )
     );
+    server.event("Warning", "Forbidden").await;
+    let action = server.finish(reconciling).await.unwrap();
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_session_without_a_requester_is_refused_without_asking() {
+    let (ctx, mut server) = context();
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+    session.spec.requester = None;
+    let reconciling = start(&session, &ctx);
+
+    server.discovery().await;
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "NoRequester"));
+    server.event("Warning", "NoRequester").await;
+    server.finish(reconciling).await.unwrap();
 }
 
 #[tokio::test]
@@ -480,7 +557,7 @@ async fn a_refused_session_is_torn_down_and_failed() {
     assert_eq!(status.phase, Some(Phase::Failed));
     assert_eq!(
         status.message.as_deref(),
-        Some("ttl \"48h\" is longer than the maximum of 1day")
+        Some("ttl \"48h\" is longer than the maximum of 1day; requested by jane")
     );
     assert_eq!(condition(&status, READY), ("False", "TTLTooLong"));
     assert_eq!(condition(&status, STALLED), ("True", "TTLTooLong"));
@@ -584,6 +661,7 @@ async fn a_transient_error_writes_no_status_and_backs_off() {
 
     let reconciling = start(&session, &ctx);
     server.discovery().await;
+    server.access_review(true).await;
     server
         .expect(Method::GET, DEPLOYMENT)
         .await
@@ -595,7 +673,7 @@ async fn a_transient_error_writes_no_status_and_backs_off() {
         Action::requeue(Duration::from_secs(2))
     );
 
-    // Discovery is not repeated: the context keeps what the cluster serves.
+    // Neither discovery nor the access review is repeated: the context keeps both.
     let reconciling = start(&session, &ctx);
     server
         .expect(Method::GET, DEPLOYMENT)

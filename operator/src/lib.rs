@@ -6,6 +6,7 @@
 //! ([`status`]). [`context`] holds what every step shares; [`controller`] wires the
 //! watches to the pipeline.
 
+pub(crate) mod access;
 pub mod admission;
 pub mod attach;
 pub mod cli;

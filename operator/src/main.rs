@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use shellcar::admission;
 use shellcar::cli::{Cli, Command, RunArgs};
 use shellcar::context::Policy;
 use shellcar::telemetry::{self, Health, Metrics};
@@ -18,7 +19,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let code = shellcar::attach::attach(args).await?;
             Ok(ExitCode::from(code))
         }
-        Command::Run(args) => run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(*args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -32,6 +33,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_ttl: args.max_ttl,
         allowed_images: args.allowed_images,
     };
+    let webhook = admission::Settings {
+        addr: args.webhook_addr,
+        namespace: args.namespace,
+        service: args.webhook_service,
+        secret: args.webhook_secret,
+        mutating: args.mutating_webhook,
+        validating: args.validating_webhook,
+    };
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let server = telemetry::serve(
@@ -40,9 +49,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
         health.clone(),
     );
+    let admission = admission::run(client.clone(), webhook, policy.clone(), health.clone());
     tokio::select! {
         result = shellcar::controller::run(client, policy, metrics, health) => result?,
         result = server => result.context("serving metrics and health")?,
+        result = admission => result.context("serving the admission webhook")?,
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! Every name is a pure function of the session's name, so an operator that restarts
 //! finds what it made before without keeping any state of its own.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
 /// Prefix of every debugger container and of the field managers.
@@ -108,6 +110,16 @@ pub fn session_annotation(container: &str) -> String {
 /// The annotation that names the requester of the session owning container `container`.
 pub fn requester_annotation(container: &str) -> String {
     format!("{REQUESTER_ANNOTATION_PREFIX}{container}")
+}
+
+/// The annotations that mark what session `session` (whose debugger is `container`) put
+/// in a pod or pod template: the session's name and, if known, who asked for it.
+pub fn marks(container: &str, session: &str, requester: &str) -> BTreeMap<String, String> {
+    let mut marks = BTreeMap::from([(session_annotation(container), session.to_owned())]);
+    if !requester.is_empty() {
+        marks.insert(requester_annotation(container), requester.to_owned());
+    }
+    marks
 }
 
 /// The command that attaches a terminal to a debugger container.

@@ -14,11 +14,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{instrument, warn};
 
+use crate::access;
 use crate::context::{Context, Error, error_chain};
 use crate::crd::{DebugSession, DebugSessionStatus, Phase};
 use crate::modes::{self, Ending, Outcome, Request};
 use crate::status::{self, Facts, Situation};
-use crate::validate::{self, Invalid};
+use crate::validate::{self, Invalid, Plan};
 use crate::{naming, ttl};
 
 /// How long to wait before retrying a session whose target is missing. Watches on the
@@ -27,6 +28,10 @@ const MISSING_TARGET_RETRY: Duration = Duration::from_secs(300);
 
 /// Pods are not watched by name, so a missing Pod target is looked for every 30 s.
 const MISSING_POD_RETRY: Duration = Duration::from_secs(30);
+
+/// How often a live session checks again that its requester still holds what it stands
+/// in for: RBAC revoked mid-session ends the session within about this long.
+const AUTHORIZATION_RECHECK: Duration = Duration::from_secs(60);
 
 /// Reconciles one session.
 #[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().unwrap_or_default()))]
@@ -77,8 +82,30 @@ fn facts(session: &DebugSession, old: &DebugSessionStatus, situation: Situation)
         target: old.target.clone(),
         container: naming::container_name(&session.name_any()),
         expires_at: old.expires_at.as_ref().map(|t| t.0),
+        requester: session.spec.requester.as_ref().map(|r| r.username.clone()),
         situation,
         leftovers: Vec::new(),
+    }
+}
+
+/// The refusal if the session's requester may not do directly what the session does for
+/// them (the same SubjectAccessReviews as the admission webhook's, cached briefly).
+async fn authorize(
+    session: &DebugSession,
+    plan: &Plan,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Option<Invalid>, Error> {
+    let Some(requester) = &session.spec.requester else {
+        return Ok(Some(Invalid::NoRequester));
+    };
+    let checks = access::checks(&session.spec, plan.mode, ns);
+    match access::authorize_cached(&ctx.client, &ctx.access, requester, &checks).await {
+        Ok(()) => Ok(None),
+        Err(access::Error::Denied(denied)) => Ok(Some(Invalid::Forbidden {
+            denied: denied.to_string(),
+        })),
+        Err(e) => Err(Error::Access(e)),
     }
 }
 
@@ -126,6 +153,14 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     // Wake up exactly at expiry, unless something else wakes the session first.
     let at_expiry = Action::requeue(remaining);
 
+    // authorize: nothing the requester could not do directly, checked before each change
+    if let Some(refusal) = authorize(session, &plan, ns, ctx).await? {
+        facts.situation = refused(&refusal);
+        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
+        write_status(session, ns, ctx, &old, facts).await?;
+        return Ok(Action::await_change());
+    }
+
     // A session whose mode changed starts again from a clean target.
     if old.mode.is_some_and(|m| m != plan.mode.into()) {
         facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
@@ -138,6 +173,11 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         session,
         ns,
         name: &name,
+        requester: session
+            .spec
+            .requester
+            .as_ref()
+            .map_or("", |r| r.username.as_str()),
         plan: &plan,
         caps,
         container: facts.container.clone(),
@@ -153,7 +193,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         Outcome::Applied { target, pods, note } => {
             facts.target = Some(target);
             facts.situation = Situation::Injected { pods, note };
-            at_expiry
+            Action::requeue(remaining.min(AUTHORIZATION_RECHECK))
         }
         Outcome::Missing { message } => {
             facts.situation = Situation::TargetMissing { message };

@@ -51,6 +51,8 @@ pub struct Facts {
     pub target: Option<ResolvedTarget>,
     pub container: String,
     pub expires_at: Option<Timestamp>,
+    /// Who asked for the session, as its `spec.requester` names them.
+    pub requester: Option<String>,
     pub situation: Situation,
     /// What teardown left behind (added to what earlier teardowns reported).
     pub leftovers: Vec<String>,
@@ -191,11 +193,15 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         || "the target".to_owned(),
         |t| format!("{} {}", t.kind, t.name),
     );
-    let verdict = Verdict::of(&facts.situation, &facts.container, &target);
+    let mut verdict = Verdict::of(&facts.situation, &facts.container, &target);
+    if let Some(requester) = &facts.requester {
+        verdict.message = format!("{}; requested by {requester}", verdict.message);
+    }
     let mut status = DebugSessionStatus {
         observed_generation: facts.generation,
         conditions: old.conditions.clone(),
         mode: facts.mode,
+        targets: old.targets.clone(),
         target: facts.target,
         container: Some(facts.container),
         started_at: old.started_at.clone(),
@@ -209,6 +215,14 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         }
     }
     if let Situation::Injected { pods, .. } = facts.situation {
+        if let Some(t) = &status.target
+            && !status
+                .targets
+                .iter()
+                .any(|o| (o.kind, &o.name) == (t.kind, &t.name))
+        {
+            status.targets.push(t.clone());
+        }
         status.pods = pods;
         status.started_at = status.started_at.or(Some(Time(facts.now)));
     }
@@ -355,9 +369,41 @@ mod tests {
             }),
             container: "shellcar-dbg-1".to_owned(),
             expires_at: Some(at("2026-11-23T11:00:00Z")),
+            requester: None,
             situation,
             leftovers: vec![],
         }
+    }
+
+    #[test]
+    fn the_requester_is_named_and_every_target_is_remembered() {
+        let mut first = facts(
+            Situation::Injected {
+                pods: vec![],
+                note: None,
+            },
+            "2026-11-23T10:00:00Z",
+        );
+        first.requester = Some("system:serviceaccount:shop:dev".to_owned());
+        let injected = next(&DebugSessionStatus::default(), first.clone());
+        assert!(
+            injected
+                .message
+                .as_deref()
+                .unwrap()
+                .ends_with("; requested by system:serviceaccount:shop:dev"),
+            "{:?}",
+            injected.message
+        );
+        let mut moved = first;
+        moved.target = Some(ResolvedTarget {
+            kind: TargetKind::Deployment,
+            name: "api".to_owned(),
+            uid: None,
+        });
+        let twice = next(&next(&injected, moved.clone()), moved);
+        let names: Vec<&str> = twice.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["web", "api"]);
     }
 
     fn pod(name: &str, ready: bool) -> DebugPod {

@@ -172,6 +172,7 @@ fn resident_memory_bytes() -> Option<i64> {
 #[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
+    webhook_ready: AtomicBool,
     stopped: AtomicBool,
 }
 
@@ -179,6 +180,11 @@ impl Health {
     /// The watches have listed everything once.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// The admission webhook has its certificate and serves.
+    pub fn set_webhook_ready(&self) {
+        self.webhook_ready.store(true, Ordering::Relaxed);
     }
 
     /// The controller loop ended; the process should be restarted.
@@ -206,10 +212,17 @@ async fn livez(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) 
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
-    if health.ready.load(Ordering::Relaxed) && !health.stopped.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
-    } else {
+    if health.stopped.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "controller stopped\n")
+    } else if !health.webhook_ready.load(Ordering::Relaxed) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook certificate not ready\n",
+        )
+    } else if !health.ready.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "watches not synced\n")
+    } else {
+        (StatusCode::OK, "ok\n")
     }
 }
 

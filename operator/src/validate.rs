@@ -9,30 +9,12 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::context::{Capabilities, Policy};
-use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, PodSelection, TargetKind};
+use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, PodSelection, Resolved, TargetKind};
 use crate::ttl::{self, TtlError};
 use crate::workload::Workload;
 
 /// Most pods an Ephemeral session with `pods: All` debugs.
 pub const MAX_PODS: usize = 10;
-
-/// The mode a session runs in, once Auto is resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resolved {
-    Sidecar,
-    Ephemeral,
-    Copy,
-}
-
-impl From<Resolved> for Mode {
-    fn from(mode: Resolved) -> Mode {
-        match mode {
-            Resolved::Sidecar => Mode::Sidecar,
-            Resolved::Ephemeral => Mode::Ephemeral,
-            Resolved::Copy => Mode::Copy,
-        }
-    }
-}
 
 /// A session the operator can carry out.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +75,12 @@ pub enum Invalid {
     EphemeralRejected { pod: String, message: String },
     #[error("pod {pod} exists and is not this session's copy")]
     NameConflict { pod: String },
+    #[error(
+        "the session has no spec.requester: it was created while shellcar's admission webhook did not run, so nobody can tell who asked; delete it and create it again"
+    )]
+    NoRequester,
+    #[error("{denied}")]
+    Forbidden { denied: String },
 }
 
 impl Invalid {
@@ -112,6 +100,8 @@ impl Invalid {
             Invalid::Conflict { .. } => "Conflict",
             Invalid::EphemeralRejected { .. } => "EphemeralContainerInvalid",
             Invalid::NameConflict { .. } => "NameConflict",
+            Invalid::NoRequester => "NoRequester",
+            Invalid::Forbidden { .. } => "Forbidden",
         }
     }
 }

@@ -62,6 +62,71 @@ fn default_renders_crd_rbac_and_a_hardened_controller() {
 }
 
 #[test]
+fn the_webhook_fails_closed_for_sessions_only_and_its_rbac_names_it() {
+    let docs = documents(&kustomize("config/default"));
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("the webhook's Service");
+    let mut names = Vec::new();
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = find(&docs, kind);
+        names.push(config["metadata"]["name"].as_str().unwrap().to_owned());
+        for hook in config["webhooks"].as_sequence().unwrap() {
+            assert_eq!(hook["failurePolicy"], "Fail", "{kind}");
+            assert!(hook["timeoutSeconds"].as_u64().unwrap() <= 10, "{kind}");
+            assert_eq!(
+                hook["clientConfig"]["service"]["name"],
+                service["metadata"]["name"]
+            );
+            assert_eq!(
+                hook["clientConfig"]["service"]["namespace"],
+                "shellcar-system"
+            );
+            let rules = hook["rules"].as_sequence().unwrap();
+            assert_eq!(rules.len(), 1);
+            assert_eq!(
+                rules[0]["resources"],
+                serde_yaml::to_value(["debugsessions"]).unwrap()
+            );
+            assert_eq!(
+                rules[0]["operations"],
+                serde_yaml::to_value(["CREATE", "UPDATE"]).unwrap()
+            );
+        }
+    }
+    // The operator may patch exactly these two configurations, by name.
+    let role = find(&docs, "ClusterRole");
+    let rule = role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["apiGroups"][0] == "admissionregistration.k8s.io")
+        .expect("a rule for the webhook configurations");
+    let allowed: Vec<&str> = rule["resourceNames"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(allowed, names);
+    // Secrets only through a Role in the operator's own namespace.
+    assert!(role["rules"].as_sequence().unwrap().iter().all(|r| {
+        r["resources"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .all(|res| res != "secrets")
+    }));
+    let secrets = find(&docs, "Role");
+    assert_eq!(secrets["metadata"]["namespace"], "shellcar-system");
+}
+
+#[test]
 fn samples_render_a_deployment_and_its_session() {
     let docs = documents(&kustomize("config/samples"));
     let session = find(&docs, "DebugSession");

@@ -1,12 +1,138 @@
 //! The admission webhook: who asked, whether they may, what may change, and what the
 //! debugger will see.
 //!
-//! The decisions are pure functions in [`requester`], [`immutable`], [`access`] and
+//! The decisions are pure functions in [`requester`], [`immutable`], [`crate::access`] and
 //! [`warnings`]; [`server`] serves them over HTTPS with the certificate from [`tls`].
 
-pub mod access;
 pub mod immutable;
 pub mod requester;
 pub mod server;
 pub mod tls;
 pub mod warnings;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use kube::Client;
+use tracing::{info, warn};
+
+use crate::context::{self, Capabilities, Policy, error_chain};
+use crate::telemetry::Health;
+
+/// Where the webhook listens, and the names of what it keeps up to date.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub addr: SocketAddr,
+    /// The operator's namespace: the certificate's Secret and the Service live there.
+    pub namespace: String,
+    pub service: String,
+    pub secret: String,
+    pub mutating: String,
+    pub validating: String,
+}
+
+/// How often the certificate is checked for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+
+/// Why the webhook stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("building the webhook's TLS configuration")]
+    Tls(#[from] server::TlsError),
+    #[error("serving the admission webhook")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Retries `attempt` every few seconds until it succeeds, logging each failure: at start
+/// the API server, RBAC or the Secret may not be there yet.
+async fn retry<T, E, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::error::Error,
+{
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) => warn!(error = %error_chain(&e), retry_in = ?delay, "{what}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Serves the admission webhook: keeps its certificate and caBundle, then answers
+/// reviews with the same policy the reconciler applies. Readiness waits for the
+/// certificate.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    policy: Policy,
+    health: Arc<Health>,
+) -> Result<(), Error> {
+    let caps: Capabilities = retry("discovering what the cluster serves", || {
+        context::discover(&client)
+    })
+    .await;
+    let s = &settings;
+    let cert = retry("keeping the webhook certificate", || {
+        tls::ensure(&client, &s.namespace, &s.secret, &s.service)
+    })
+    .await;
+    retry("patching the webhooks' caBundle", || {
+        tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert)
+    })
+    .await;
+    let config = RustlsConfig::from_config(server::rustls_config(&cert)?);
+    tokio::spawn(renew(
+        client.clone(),
+        settings.clone(),
+        cert,
+        config.clone(),
+    ));
+    let webhook = Arc::new(server::Webhook {
+        io: server::KubeIo {
+            client: client.clone(),
+        },
+        policy,
+        capabilities: caps,
+    });
+    health.set_webhook_ready();
+    info!(addr = %settings.addr, "admission webhook ready");
+    server::serve(settings.addr, config, webhook).await?;
+    Ok(())
+}
+
+/// Renews the serving certificate before it expires, and serves the new one.
+async fn renew(client: Client, s: Settings, mut current: tls::ServingCert, config: RustlsConfig) {
+    loop {
+        tokio::time::sleep(RENEWAL_CHECK).await;
+        let cert = match tls::ensure(&client, &s.namespace, &s.secret, &s.service).await {
+            Ok(cert) => cert,
+            Err(e) => {
+                warn!(error = %error_chain(&e), "checking the webhook certificate");
+                continue;
+            }
+        };
+        if cert == current {
+            continue;
+        }
+        if cert.ca_cert != current.ca_cert
+            && let Err(e) =
+                tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert).await
+        {
+            warn!(error = %error_chain(&e), "patching the webhooks' caBundle");
+            continue;
+        }
+        match server::rustls_config(&cert) {
+            Ok(tls) => {
+                config.reload_from_config(tls);
+                info!("serving a renewed webhook certificate");
+                current = cert;
+            }
+            Err(e) => warn!(error = %error_chain(&e), "loading the renewed certificate"),
+        }
+    }
+}

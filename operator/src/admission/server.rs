@@ -25,12 +25,15 @@ use kube::{Client, Resource, ResourceExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::access::{self, Check};
 use super::tls::ServingCert;
 use super::{immutable, requester, warnings};
-use crate::crd::{DebugSession, Mode, Requester, TargetKind};
-use crate::validate::{self, Capabilities, Plan, Policy};
-use crate::{copy, inject, naming, workload};
+use crate::access::{self, Check};
+use crate::context::{Capabilities, Policy, error_chain};
+use crate::crd::Resolved;
+use crate::crd::{DebugSession, Requester, TargetKind};
+use crate::modes::{copy, ephemeral, sidecar};
+use crate::validate::{self, Plan};
+use crate::{debugger, naming, workload};
 
 /// What the API server said to the dry run of the session's change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +152,7 @@ async fn validate_create<I: Io>(
     match webhook.io.authorize(&requester, &checks).await {
         Ok(()) => {}
         Err(access::Error::Denied(denied)) => return response.deny(denied),
-        Err(e) => return response.deny(chain(&e)),
+        Err(e) => return response.deny(error_chain(&e)),
     }
     match webhook.io.dry_run(session, &plan).await {
         Ok(DryRun::Rejected(message)) => {
@@ -162,7 +165,7 @@ async fn validate_create<I: Io>(
         Err(e) => {
             return response.deny(format!(
                 "dry run of the session's change failed: {}",
-                chain(&e)
+                error_chain(&e)
             ));
         }
     }
@@ -178,17 +181,6 @@ async fn validate_create<I: Io>(
         Err(e) => tracing::warn!(error = %e, "reading the target for admission warnings"),
     }
     response
-}
-
-/// An error and its sources, for a message a person reads in `kubectl apply`'s output.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(&format!(": {e}"));
-        source = e.source();
-    }
-    out
 }
 
 /// The review in `body`, or the response that says why it cannot be read.
@@ -317,6 +309,14 @@ impl KubeIo {
         session.namespace().unwrap_or_default()
     }
 
+    fn requester(session: &DebugSession) -> &str {
+        session
+            .spec
+            .requester
+            .as_ref()
+            .map_or("", |r| r.username.as_str())
+    }
+
     async fn dry_run_sidecar(
         &self,
         session: &DebugSession,
@@ -340,12 +340,12 @@ impl KubeIo {
                 target.kind, target.name
             )));
         };
-        let debugger = inject::debugger_container(
+        let debugger = debugger::container(
             &session.spec.debugger,
             &naming::container_name(&name),
             &plan.image,
         );
-        let claim = inject::claims_share_process_namespace(
+        let claim = sidecar::claims_share_process_namespace(
             found
                 .template
                 .spec
@@ -353,7 +353,14 @@ impl KubeIo {
                 .and_then(|s| s.share_process_namespace),
             &found.managed_fields,
         );
-        let intent = inject::sidecar_intent(target.kind, &found.name, &name, &debugger, claim);
+        let requester = Self::requester(session);
+        let intent = sidecar::sidecar_intent(
+            target.kind,
+            &found.name,
+            (&name, requester),
+            &debugger,
+            claim,
+        );
         let params = PatchParams::apply(&naming::field_manager(&name)).dry_run();
         outcome(
             api.patch(&found.name, &params, &kube::api::Patch::Apply(&intent))
@@ -380,7 +387,7 @@ impl KubeIo {
             return Ok(DryRun::Skipped(format!("Pod {} not found", target.name)));
         };
         let container = naming::container_name(&name);
-        let debugger = inject::debugger_container(&session.spec.debugger, &container, &plan.image);
+        let debugger = debugger::container(&session.spec.debugger, &container, &plan.image);
         // The validating webhook sees the uid the API server gave the session.
         let mut owner = session
             .controller_owner_ref(&())
@@ -396,7 +403,8 @@ impl KubeIo {
             owner.uid = "00000000-0000-0000-0000-000000000000".to_owned();
         }
         owner.block_owner_deletion = None;
-        let pod = copy::build(&source, &name, &naming::copy_name(&name), &debugger, owner);
+        let marks = (name.as_str(), Self::requester(session));
+        let pod = copy::build(&source, marks, &naming::copy_name(&name), &debugger, owner);
         let params = PostParams {
             dry_run: true,
             ..Default::default()
@@ -421,7 +429,7 @@ impl KubeIo {
         let Some(pod) = pods.get_opt(&target.name).await? else {
             return Ok(DryRun::Skipped(format!("Pod {} not found", target.name)));
         };
-        let base = inject::debugger_container(
+        let base = debugger::container(
             &session.spec.debugger,
             &naming::container_name(&name),
             &plan.image,
@@ -439,14 +447,14 @@ impl KubeIo {
             .unwrap_or_default();
         let deadline = jiff::Timestamp::now().as_second()
             + i64::try_from(plan.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let container = crate::ephemeral::container(&base, &target_container, deadline);
+        let container = ephemeral::container(&base, &target_container, deadline);
         // Legacy (before 1.22) API servers take a PUT of EphemeralContainers; not dry-run here.
         let params = PatchParams::default().dry_run();
         outcome(
             pods.patch_ephemeral_containers(
                 &target.name,
                 &params,
-                &kube::api::Patch::Strategic(crate::ephemeral::patch_body(&container)),
+                &kube::api::Patch::Strategic(ephemeral::patch_body(&container)),
             )
             .await
             .map(|_| ()),
@@ -482,9 +490,9 @@ impl Io for KubeIo {
 
     async fn dry_run(&self, session: &DebugSession, plan: &Plan) -> Result<DryRun, kube::Error> {
         match plan.mode {
-            Mode::Sidecar | Mode::Auto => self.dry_run_sidecar(session, plan).await,
-            Mode::Copy => self.dry_run_copy(session, plan).await,
-            Mode::Ephemeral => self.dry_run_ephemeral(session, plan).await,
+            Resolved::Sidecar => self.dry_run_sidecar(session, plan).await,
+            Resolved::Copy => self.dry_run_copy(session, plan).await,
+            Resolved::Ephemeral => self.dry_run_ephemeral(session, plan).await,
         }
     }
 }
@@ -548,6 +556,7 @@ mod tests {
             capabilities: Capabilities {
                 ephemeral_containers: true,
                 legacy_ephemeral_api: false,
+                ephemeral_security_context: true,
             },
         }
     }

@@ -25,7 +25,7 @@ use crate::validate::Invalid;
 /// the copy restarted; the node is left to the scheduler, as `kubectl debug --copy-to` does.
 pub fn build(
     source: &Pod,
-    session: &str,
+    (session, requester): (&str, &str),
     name: &str,
     debugger: &Container,
     owner: OwnerReference,
@@ -54,13 +54,11 @@ pub fn build(
                 naming::DEBUGGED_LABEL.to_owned(),
                 "true".to_owned(),
             )])),
-            annotations: Some(BTreeMap::from([
-                (
-                    naming::session_annotation(&debugger.name),
-                    session.to_owned(),
-                ),
-                (naming::COPY_OF_ANNOTATION.to_owned(), source_name),
-            ])),
+            annotations: Some({
+                let mut marks = naming::marks(&debugger.name, session, requester);
+                marks.insert(naming::COPY_OF_ANNOTATION.to_owned(), source_name);
+                marks
+            }),
             owner_references: Some(vec![owner]),
             ..Default::default()
         },
@@ -119,7 +117,8 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             let mut owner = req.session.controller_owner_ref(&()).ok_or(Error::NoUid)?;
             // Setting blockOwnerDeletion needs rights on the session's finalizers.
             owner.block_owner_deletion = None;
-            let pod = build(&source, req.name, &copy_name, &req.debugger(), owner);
+            let marks = (req.name, req.requester);
+            let pod = build(&source, marks, &copy_name, &req.debugger(), owner);
             match req.pods().create(&PostParams::default(), &pod).await {
                 Ok(_) => info!(copy = %copy_name, source = %source.name_any(), "created a copy"),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -201,7 +200,7 @@ status: {phase: Running}
             controller: Some(true),
             block_owner_deletion: None,
         };
-        let copy = build(&source, "dbg", "shellcar-dbg-1", &debugger, owner);
+        let copy = build(&source, ("dbg", ""), "shellcar-dbg-1", &debugger, owner);
         let copy = serde_json::to_value(copy).unwrap();
         assert_eq!(
             copy["metadata"],

@@ -155,16 +155,16 @@ pub fn state(pod: &Pod, name: &str) -> State {
 }
 
 /// The pod-metadata intent that marks pod `pod` as debugged by session `session` (whose
-/// debugger is `container`), so the operator watches it and teardown finds it; the
-/// session's manager owns it.
-fn mark_intent(pod: &str, container: &str, session: &str) -> Value {
+/// debugger is `container`) for `requester`, so the operator watches it and teardown
+/// finds it; the session's manager owns it.
+fn mark_intent(pod: &str, container: &str, (session, requester): (&str, &str)) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": pod,
             "labels": { naming::DEBUGGED_LABEL: "true" },
-            "annotations": { naming::session_annotation(container): session },
+            "annotations": naming::marks(container, session, requester),
         }
     })
 }
@@ -212,7 +212,11 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             .patch(
                 &pod_name,
                 &PatchParams::apply(&req.manager),
-                &Patch::Apply(mark_intent(&pod_name, &req.container, req.name)),
+                &Patch::Apply(mark_intent(
+                    &pod_name,
+                    &req.container,
+                    (req.name, req.requester),
+                )),
             )
             .await
             .map_err(Error::pod("marking", &pod_name))?;

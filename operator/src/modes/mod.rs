@@ -16,8 +16,9 @@ use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use crate::context::{Capabilities, Context, Error};
+use crate::crd::Resolved;
 use crate::crd::{DebugPod, DebugSession, PodSelection, ResolvedTarget, Target, TargetKind};
-use crate::validate::{Invalid, MAX_PODS, Plan, Resolved};
+use crate::validate::{Invalid, MAX_PODS, Plan};
 use crate::{naming, status, workload};
 
 /// Everything one apply needs to know about its session.
@@ -26,6 +27,8 @@ pub struct Request<'a> {
     pub session: &'a DebugSession,
     pub ns: &'a str,
     pub name: &'a str,
+    /// The user name of who asked for the session, marked on what it changes.
+    pub requester: &'a str,
     pub plan: &'a Plan,
     pub caps: Capabilities,
     pub container: String,
@@ -118,9 +121,19 @@ pub async fn teardown(
     let name = session.name_any();
     let manager = naming::field_manager(&name);
     let container = naming::container_name(&name);
+    // The spec's target, and every target status says the session ever changed.
+    let mut workloads: Vec<(TargetKind, &str)> = Vec::new();
     let target = &session.spec.target;
-    if target.kind.is_workload() {
-        sidecar::teardown(client, ns, target.kind, &target.name, &manager).await?;
+    let touched = session.status.iter().flat_map(|s| &s.targets);
+    for (kind, name) in std::iter::once((target.kind, target.name.as_str()))
+        .chain(touched.map(|t| (t.kind, t.name.as_str())))
+    {
+        if kind.is_workload() && !workloads.contains(&(kind, name)) {
+            workloads.push((kind, name));
+        }
+    }
+    for (kind, name) in workloads {
+        sidecar::teardown(client, ns, kind, name, &manager).await?;
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     copy::teardown(&pods, &name, &container).await?;

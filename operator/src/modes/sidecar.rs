@@ -53,11 +53,11 @@ pub fn claims_share_process_namespace(
 }
 
 /// The intent of one session on a workload: its container, the shared process namespace,
-/// the shared `debugged` label and an annotation naming the session.
+/// the shared `debugged` label and annotations naming the session and its requester.
 pub fn sidecar_intent(
     kind: TargetKind,
     name: &str,
-    session: &str,
+    (session, requester): (&str, &str),
     container: &Container,
     share_process_namespace: bool,
 ) -> Value {
@@ -73,7 +73,7 @@ pub fn sidecar_intent(
             "template": {
                 "metadata": {
                     "labels": { naming::DEBUGGED_LABEL: "true" },
-                    "annotations": { naming::session_annotation(&container.name): session },
+                    "annotations": naming::marks(&container.name, session, requester),
                 },
                 "spec": pod_spec,
             }
@@ -127,7 +127,7 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     let intent = sidecar_intent(
         kind,
         &workload.name,
-        req.name,
+        (req.name, req.requester),
         &req.debugger(),
         claim_sharing,
     );
@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn sidecar_intent_is_exactly_the_sessions_fields() {
         let c = debugger::container(&Debugger::default(), "shellcar-dbg-1", "busybox");
-        let intent = sidecar_intent(TargetKind::Deployment, "web", "dbg", &c, true);
+        let intent = sidecar_intent(TargetKind::Deployment, "web", ("dbg", ""), &c, true);
         let expected: Value = serde_yaml::from_str(
             r#"
 apiVersion: apps/v1
@@ -244,8 +244,12 @@ spec:
         )
         .unwrap();
         assert_eq!(intent, expected);
-        let without = sidecar_intent(TargetKind::StatefulSet, "db", "dbg", &c, false);
+        let without = sidecar_intent(TargetKind::StatefulSet, "db", ("dbg", "jane"), &c, false);
         assert_eq!(without["kind"], "StatefulSet");
+        assert_eq!(
+            without["spec"]["template"]["metadata"]["annotations"]["requester.shellcar.dev/shellcar-dbg-1"],
+            "jane"
+        );
         assert!(
             without["spec"]["template"]["spec"]
                 .get("shareProcessNamespace")

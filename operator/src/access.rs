@@ -14,7 +14,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, Requester, TargetKind};
+use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, Requester, Resolved, TargetKind};
 
 /// One RBAC permission in one namespace: what a SubjectAccessReview asks about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -124,8 +124,8 @@ fn resource(kind: TargetKind) -> (&'static str, &'static str) {
     }
 }
 
-/// The permissions a session in `namespace` needs from its requester, when its mode
-/// resolved to `mode` (never [`Mode::Auto`]).
+/// The permissions a session in `namespace` needs from its requester, in resolved mode
+/// `mode`.
 ///
 /// - Sidecar: `patch` on the workload, by name;
 /// - Ephemeral: `patch` on `pods/ephemeralcontainers` (by name for a Pod target, else on
@@ -133,7 +133,7 @@ fn resource(kind: TargetKind) -> (&'static str, &'static str) {
 ///   `teardown.ephemeral` is Recycle;
 /// - Copy: `create` on `pods`;
 /// - `get` on each Secret and ConfigMap that `debugger.env[].valueFrom` names.
-pub fn checks(spec: &DebugSessionSpec, mode: Mode, namespace: &str) -> Vec<Check> {
+pub fn checks(spec: &DebugSessionSpec, mode: Resolved, namespace: &str) -> Vec<Check> {
     let target = &spec.target;
     let pod_name = (target.kind == TargetKind::Pod).then(|| target.name.clone());
     let permission = |verb, group, resource, subresource, name: Option<String>| Permission {
@@ -144,23 +144,17 @@ pub fn checks(spec: &DebugSessionSpec, mode: Mode, namespace: &str) -> Vec<Check
         name,
         namespace: namespace.to_owned(),
     };
-    // Callers pass the resolved mode; Auto is read as validate resolves it by default.
-    let mode = match mode {
-        Mode::Auto if target.kind.is_workload() => Mode::Sidecar,
-        Mode::Auto => Mode::Ephemeral,
-        mode => mode,
-    };
-    let by_mode = format!("mode {mode}");
+    let by_mode = format!("mode {}", Mode::from(mode));
     let mut out = Vec::new();
     match mode {
-        Mode::Sidecar | Mode::Auto => {
+        Resolved::Sidecar => {
             let (group, resource) = resource(target.kind);
             out.push(Check {
                 permission: permission("patch", group, resource, None, Some(target.name.clone())),
                 needed_by: by_mode,
             });
         }
-        Mode::Ephemeral => {
+        Resolved::Ephemeral => {
             out.push(Check {
                 permission: permission(
                     "patch",
@@ -179,7 +173,7 @@ pub fn checks(spec: &DebugSessionSpec, mode: Mode, namespace: &str) -> Vec<Check
                 });
             }
         }
-        Mode::Copy => out.push(Check {
+        Resolved::Copy => out.push(Check {
             permission: permission("create", "", "pods", None, None),
             needed_by: by_mode,
         }),
@@ -403,7 +397,7 @@ mod tests {
         ] {
             let checks = checks(
                 &spec(&format!("target: {{kind: {kind}, name: app}}")),
-                Mode::Sidecar,
+                Resolved::Sidecar,
                 "shop",
             );
             assert_eq!(
@@ -418,7 +412,7 @@ mod tests {
     fn ephemeral_needs_the_subresource_and_recycle_needs_eviction() {
         let pod = spec("{target: {kind: Pod, name: web-1}, teardown: {ephemeral: Recycle}}");
         assert_eq!(
-            described(&checks(&pod, Mode::Ephemeral, "shop")),
+            described(&checks(&pod, Resolved::Ephemeral, "shop")),
             [
                 "patch pods/ephemeralcontainers \"web-1\" (mode Ephemeral)",
                 "create pods/eviction \"web-1\" (teardown.ephemeral Recycle)",
@@ -427,20 +421,20 @@ mod tests {
         // a workload's pods are chosen later: every pod of the namespace
         let workload = spec("{target: {kind: Deployment, name: web}, mode: Ephemeral}");
         assert_eq!(
-            described(&checks(&workload, Mode::Ephemeral, "shop")),
+            described(&checks(&workload, Resolved::Ephemeral, "shop")),
             ["patch pods/ephemeralcontainers (mode Ephemeral)"]
         );
         // Recycle means nothing to a Sidecar session
         let sidecar =
             spec("{target: {kind: Deployment, name: web}, teardown: {ephemeral: Recycle}}");
-        assert_eq!(checks(&sidecar, Mode::Sidecar, "shop").len(), 1);
+        assert_eq!(checks(&sidecar, Resolved::Sidecar, "shop").len(), 1);
     }
 
     #[test]
     fn copy_needs_create_on_pods() {
         let copy = spec("{target: {kind: Pod, name: web-1}, mode: Copy}");
         assert_eq!(
-            described(&checks(&copy, Mode::Copy, "shop")),
+            described(&checks(&copy, Resolved::Copy, "shop")),
             ["create pods (mode Copy)"]
         );
     }
@@ -460,7 +454,7 @@ debugger:
 "#,
         );
         assert_eq!(
-            described(&checks(&s, Mode::Sidecar, "shop")),
+            described(&checks(&s, Resolved::Sidecar, "shop")),
             [
                 "patch deployments.apps \"app\" (mode Sidecar)",
                 "get secrets \"db\" (debugger.env PW)",
@@ -473,7 +467,7 @@ debugger:
     fn the_review_carries_the_whole_identity() {
         let check = &checks(
             &spec("target: {kind: Pod, name: web-1}"),
-            Mode::Ephemeral,
+            Resolved::Ephemeral,
             "shop",
         )[0];
         let review = serde_json::to_value(review(&dev(), &check.permission)).unwrap();
@@ -504,7 +498,7 @@ debugger:
             &spec(
                 "{target: {kind: Deployment, name: app}, debugger: {env: [{name: PW, valueFrom: {secretKeyRef: {name: db, key: pw}}}]}}",
             ),
-            Mode::Sidecar,
+            Resolved::Sidecar,
             "shop",
         );
         let yes = Answer {
@@ -535,7 +529,7 @@ debugger:
         let cache = AccessCache::new(Duration::from_secs(30));
         let permission = checks(
             &spec("target: {kind: Deployment, name: app}"),
-            Mode::Sidecar,
+            Resolved::Sidecar,
             "shop",
         )
         .remove(0)
