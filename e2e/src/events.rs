@@ -92,4 +92,28 @@ impl Events {
         )
         .await
     }
+
+    /// Waits for an Event on the object whose message contains `text`, and returns it.
+    pub async fn wait_mentioning(
+        &self,
+        kind: &str,
+        name: &str,
+        text: &str,
+    ) -> Result<EventSummary> {
+        poll(
+            &format!(
+                "an Event on {kind} {}/{name} mentioning {text:?}",
+                self.namespace
+            ),
+            TIMEOUT,
+            || async {
+                let events = self.for_object(kind, name).await?;
+                Ok(match events.iter().find(|e| e.message.contains(text)) {
+                    Some(e) => Polled::Done(e.clone()),
+                    None => Polled::NotYet(format!("{events:#?}")),
+                })
+            },
+        )
+        .await
+    }
 }

@@ -14,11 +14,14 @@
 pub mod cluster;
 pub mod events;
 pub mod exec;
+pub mod identity;
+pub mod kubectl;
 pub mod namespace;
 pub mod pod;
 pub mod scenario;
 pub mod session;
 pub mod wait;
+pub mod webhook;
 pub mod workload;
 
 pub use cluster::{Cluster, OPERATOR_NAMESPACE};

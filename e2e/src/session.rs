@@ -1,8 +1,12 @@
 //! DebugSessions: building, creating, waiting for a status, deleting.
 
-use anyhow::{Context as _, Result, anyhow};
+use std::fmt::Debug;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
+use kube::core::Status;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
@@ -24,6 +28,17 @@ pub fn session(name: &str, kind: TargetKind, target: &str, ttl: &str) -> Result<
     Ok(DebugSession::new(name, spec))
 }
 
+/// The API server's refusal of a write (`what`, for the message): `result` must be an API
+/// error with a 4xx code, as a webhook's denial, an invalid object or a forbidden request
+/// are. Fails when the write was accepted, or failed in another way (no answer, a 5xx).
+pub fn refusal<T: Debug>(what: &str, result: Result<T, kube::Error>) -> Result<Status> {
+    match result {
+        Err(kube::Error::Api(status)) if (400..500).contains(&status.code) => Ok(*status),
+        Err(e) => bail!("{what}: expected a refusal (4xx) from the API server, got {e:?}"),
+        Ok(accepted) => bail!("{what}: expected a refusal, but it was accepted: {accepted:#?}"),
+    }
+}
+
 /// Handle on the DebugSessions of one namespace.
 pub struct Sessions {
     pub namespace: String,
@@ -33,8 +48,14 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// As the cluster's admin.
     pub fn new(cluster: &Cluster, namespace: &str) -> Sessions {
-        let client: Client = cluster.client.clone();
+        Sessions::with_client(cluster, cluster.client.clone(), namespace)
+    }
+
+    /// As the user of `client`; timeouts still report what the admin sees (Events, the
+    /// operator's log).
+    pub fn with_client(cluster: &Cluster, client: Client, namespace: &str) -> Sessions {
         Sessions {
             namespace: namespace.to_owned(),
             api: Api::namespaced(client.clone(), namespace),
@@ -58,6 +79,23 @@ impl Sessions {
         self.raw.create(&PostParams::default(), &object).await
     }
 
+    /// The session exactly as the API server returns it, as JSON: fields this crate's
+    /// types may not know yet (or would reject) read as they are stored.
+    pub async fn get_json(&self, name: &str) -> Result<Value> {
+        let object = self
+            .raw
+            .get(name)
+            .await
+            .with_context(|| format!("reading DebugSession {}/{name}", self.namespace))?;
+        Ok(serde_json::to_value(object)?)
+    }
+
+    /// The names of the namespace's sessions.
+    pub async fn names(&self) -> Result<Vec<String>> {
+        let list = self.api.list(&Default::default()).await?;
+        Ok(list.items.iter().map(ResourceExt::name_any).collect())
+    }
+
     /// Waits until session `name` satisfies `pred`, watching it; returns it.
     ///
     /// On timeout the error shows the session's status, its Events and the operator's log.
@@ -67,14 +105,26 @@ impl Sessions {
         what: &str,
         pred: impl Fn(&DebugSession) -> bool,
     ) -> Result<DebugSession> {
+        self.wait_within(name, what, TIMEOUT, pred).await
+    }
+
+    /// [`Sessions::wait`] with a bound other than [`TIMEOUT`], for what the operator does
+    /// only periodically.
+    pub async fn wait_within(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&DebugSession) -> bool,
+    ) -> Result<DebugSession> {
         let cond = |s: Option<&DebugSession>| s.is_some_and(&pred);
         let found =
-            tokio::time::timeout(TIMEOUT, await_condition(self.api.clone(), name, cond)).await;
+            tokio::time::timeout(timeout, await_condition(self.api.clone(), name, cond)).await;
         match found {
             Ok(Ok(Some(session))) => Ok(session),
             Ok(Ok(None)) => Err(anyhow!("DebugSession {name} is gone, waiting for {what}")),
             Ok(Err(e)) => Err(e).with_context(|| format!("watching DebugSession {name}")),
-            Err(_) => Err(self.timed_out(name, what).await),
+            Err(_) => Err(self.timed_out(name, what, timeout).await),
         }
     }
 
@@ -148,12 +198,16 @@ impl Sessions {
         match gone {
             Ok(result) => result.map(|_| ()).context("watching the deletion"),
             Err(_) => Err(self
-                .timed_out(name, "its deletion (teardown, then the finalizer released)")
+                .timed_out(
+                    name,
+                    "its deletion (teardown, then the finalizer released)",
+                    TIMEOUT,
+                )
                 .await),
         }
     }
 
-    async fn timed_out(&self, name: &str, what: &str) -> anyhow::Error {
+    async fn timed_out(&self, name: &str, what: &str, timeout: Duration) -> anyhow::Error {
         let state = match self.api.get_opt(name).await {
             Ok(Some(s)) => serde_yaml::to_string(&s).unwrap_or_default(),
             Ok(None) => "(gone)".to_owned(),
@@ -166,7 +220,7 @@ impl Sessions {
             .unwrap_or_else(|e| format!("(cannot list events: {e})"));
         let log = self.cluster.operator_log_tail().await;
         anyhow!(
-            "timed out after {TIMEOUT:?} waiting for DebugSession {}/{name}: {what}\n\
+            "timed out after {timeout:?} waiting for DebugSession {}/{name}: {what}\n\
              --- session ---\n{state}\n--- events ---\n{events}\n--- operator log (tail) ---\n{log}",
             self.namespace
         )

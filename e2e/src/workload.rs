@@ -142,6 +142,32 @@ impl Workloads {
         Ok(raw.data["spec"]["template"].clone())
     }
 
+    /// Waits until Deployment `name`'s pod template is exactly `before` again, for a
+    /// teardown that the operator starts on its own (a revocation, a refusal); on timeout
+    /// the error shows what of shellcar is still in it and the template last seen.
+    pub async fn wait_template(&self, name: &str, before: &Value) -> Result<()> {
+        poll(
+            &format!(
+                "Deployment {}/{name}'s template to be as before the session",
+                self.namespace
+            ),
+            TIMEOUT,
+            || async {
+                let now = self.template(name).await?;
+                Ok(if &now == before {
+                    Polled::Done(())
+                } else {
+                    Polled::NotYet(format!(
+                        "shellcar traces {:?} in\n{}",
+                        shellcar_traces(before, &now),
+                        pretty(&now)
+                    ))
+                })
+            },
+        )
+        .await
+    }
+
     /// Pods matching `selector` that are not being deleted.
     pub async fn live_pods(&self, selector: &str) -> Result<Vec<Pod>> {
         let pods = self

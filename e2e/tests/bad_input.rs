@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use kube::Resource;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use shellcar::crd::{DebugSession, Phase, TargetKind};
 use shellcar_e2e::Fixture;
@@ -102,14 +102,42 @@ async fn missing_target_is_pending_with_a_warning() -> Result<()> {
     Ok(())
 }
 
+/// A ttl over the operator's maximum is refused at apply time by the admission webhook;
+/// raised over it later (only ttl may change), the operator ends the session with a
+/// warning and restores the template.
 #[tokio::test]
-async fn too_long_ttl_fails_with_a_warning() -> Result<()> {
+async fn too_long_ttl_is_refused_at_apply_and_fails_when_raised() -> Result<()> {
     let (f, before) = setup("longttl").await?;
-    f.sessions
-        .create(&session("forever", TargetKind::Deployment, "web", "48h")?)
-        .await?;
-    f.assert_failed("forever", "TTLTooLong").await?;
+    let forever = session("forever", TargetKind::Deployment, "web", "48h")?;
+    match f.sessions.api.create(&Default::default(), &forever).await {
+        Err(kube::Error::Api(e)) => assert!(
+            e.code == 400 && e.message.contains("ttl \"48h\" is longer than the maximum"),
+            "the refusal must name the ttl: {e:?}"
+        ),
+        other => bail!("a 48h session was not refused at apply time: {other:?}"),
+    }
+    assert!(
+        f.sessions
+            .api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty()
+    );
     assert_eq!(f.workloads.snapshot().await?, before);
+
+    let template = f.workloads.template("web").await?;
+    f.sessions
+        .create(&session("raised", TargetKind::Deployment, "web", "30m")?)
+        .await?;
+    f.sessions.wait_active("raised").await?;
+    let raise = serde_json::json!({"spec": {"ttl": "48h"}});
+    f.sessions
+        .api
+        .patch("raised", &PatchParams::default(), &Patch::Merge(&raise))
+        .await?;
+    f.assert_failed("raised", "TTLTooLong").await?;
+    f.workloads.wait_template("web", &template).await?;
     Ok(())
 }
 

@@ -81,6 +81,10 @@ pub enum Invalid {
     NoRequester,
     #[error("{denied}")]
     Forbidden { denied: String },
+    #[error(
+        "{field} {value:?} is not a quantity; write a number with an optional suffix, such as 64Mi, 1G, 250m or 0.5"
+    )]
+    Quantity { field: String, value: String },
 }
 
 impl Invalid {
@@ -102,6 +106,7 @@ impl Invalid {
             Invalid::NameConflict { .. } => "NameConflict",
             Invalid::NoRequester => "NoRequester",
             Invalid::Forbidden { .. } => "Forbidden",
+            Invalid::Quantity { .. } => "InvalidQuantity",
         }
     }
 }
@@ -124,6 +129,7 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Res
     if mode == Resolved::Copy && spec.pods == PodSelection::All {
         return Err(Invalid::CopyOnePod);
     }
+    quantities(spec)?;
     let image = spec
         .debugger
         .image
@@ -141,6 +147,69 @@ pub fn spec(spec: &DebugSessionSpec, policy: &Policy, caps: Capabilities) -> Res
         });
     }
     Ok(Plan { mode, ttl, image })
+}
+
+/// Checks every quantity of `debugger.resources`, so that a typo is refused with its name
+/// and value rather than with the API server's regular expression.
+fn quantities(spec: &DebugSessionSpec) -> Result<(), Invalid> {
+    let Some(resources) = &spec.debugger.resources else {
+        return Ok(());
+    };
+    let lists = [
+        ("limits", &resources.limits),
+        ("requests", &resources.requests),
+    ];
+    for (list, quantities) in lists {
+        for (name, q) in quantities.iter().flatten() {
+            if !is_quantity(&q.0) {
+                return Err(Invalid::Quantity {
+                    field: format!("debugger.resources.{list}.{name}"),
+                    value: q.0.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when `s` is a Kubernetes quantity: a signed decimal number, then a binary suffix
+/// (Ki to Ei), a decimal one (n, u, m, k, M, G, T, P, E) or a decimal exponent (e3, E-2).
+fn is_quantity(s: &str) -> bool {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let number_end = unsigned
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let mut parts = number.split('.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    let number_ok = parts.next().is_none()
+        && !(whole.is_empty() && fraction.is_none_or(str::is_empty))
+        && whole.chars().all(|c| c.is_ascii_digit())
+        && fraction.is_none_or(|f| f.chars().all(|c| c.is_ascii_digit()));
+    let exponent = |e: &str| {
+        let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
+    };
+    let suffix_ok = matches!(
+        suffix,
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(exponent);
+    number_ok && suffix_ok
 }
 
 /// True when `image` is `allowed` or lies under it: the allowed prefix must end where a
@@ -369,6 +438,29 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
         assert!(!allowed("registry.examplex/x", "registry.example"));
         assert!(!allowed("busybox-evil", "busybox"));
         assert!(!allowed("evil/registry.example/x", "registry.example"));
+    }
+
+    #[test]
+    fn quantities_are_checked_with_their_field_named() {
+        for good in [
+            "64Mi", "1G", "250m", "0.5", "1", "+1.5e3", "2E-2", ".5", "100Ki",
+        ] {
+            assert!(is_quantity(good), "{good}");
+        }
+        for bad in ["lots", "", "1.2.3", "Mi", "1mi", "1e", "--1", "1 Gi", "."] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+        let lots = session(
+            "{target: {kind: Deployment, name: web}, debugger: {resources: {limits: {memory: lots}}}}",
+        );
+        let refused = spec(&lots, &policy(), EPHEMERAL).unwrap_err();
+        assert_eq!(refused.reason(), "InvalidQuantity");
+        assert!(
+            refused
+                .to_string()
+                .starts_with("debugger.resources.limits.memory \"lots\" is not a quantity"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub async fn run(
     let webhook = Arc::new(server::Webhook {
         io: server::KubeIo {
             client: client.clone(),
+            capabilities: caps,
         },
         policy,
         capabilities: caps,

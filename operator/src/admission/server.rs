@@ -183,15 +183,39 @@ async fn validate_create<I: Io>(
     response
 }
 
-/// The review in `body`, or the response that says why it cannot be read.
-fn parse(body: &[u8]) -> Result<AdmissionRequest<DebugSession>, Box<AdmissionResponse>> {
-    let review: AdmissionReview<DebugSession> = serde_json::from_slice(body)
+/// What to answer a review whose object is not a DebugSession as the operator reads it.
+#[derive(Clone, Copy)]
+enum Unreadable {
+    /// Allow it unchanged: the mutating webhook runs before schema validation, which
+    /// refuses such an object with the API server's own message.
+    Allow,
+    /// Refuse it: nothing the operator cannot read gets past validation.
+    Deny,
+}
+
+/// The review in `body`, or the response to give instead: one that carries the request's
+/// uid whenever the body has one, as the API server requires.
+fn parse(
+    body: &[u8],
+    unreadable: Unreadable,
+) -> Result<AdmissionRequest<DebugSession>, Box<AdmissionResponse>> {
+    let generic: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
         .map_err(|e| Box::new(AdmissionResponse::invalid(e.to_string())))?;
-    review
+    let generic: AdmissionRequest<DynamicObject> = generic
         .try_into()
-        .map_err(|e: kube::core::admission::ConvertAdmissionReviewError| {
-            Box::new(AdmissionResponse::invalid(e))
+        .map_err(|e| Box::new(AdmissionResponse::invalid(e)))?;
+    let typed = serde_json::from_slice::<AdmissionReview<DebugSession>>(body)
+        .map_err(|e| e.to_string())
+        .and_then(|review| {
+            TryInto::<AdmissionRequest<DebugSession>>::try_into(review).map_err(|e| e.to_string())
+        });
+    typed.map_err(|e| {
+        let response = AdmissionResponse::from(&generic);
+        Box::new(match unreadable {
+            Unreadable::Allow => response,
+            Unreadable::Deny => response.deny(format!("not a valid DebugSession: {e}")),
         })
+    })
 }
 
 /// The review as the API server reads it. kube serializes `response.patch` (bytes) as a
@@ -216,7 +240,7 @@ fn reply(review: AdmissionReview<DynamicObject>) -> impl IntoResponse {
 }
 
 async fn mutate_handler(body: Bytes) -> impl IntoResponse {
-    let response = match parse(&body) {
+    let response = match parse(&body, Unreadable::Allow) {
         Ok(req) => mutate(&req),
         Err(invalid) => *invalid,
     };
@@ -227,7 +251,7 @@ async fn validate_handler<I: Io>(
     State(webhook): State<Arc<Webhook<I>>>,
     body: Bytes,
 ) -> impl IntoResponse {
-    let response = match parse(&body) {
+    let response = match parse(&body, Unreadable::Deny) {
         Ok(req) => validate(&webhook, &req).await,
         Err(invalid) => *invalid,
     };
@@ -281,6 +305,8 @@ pub async fn serve<I: Io>(
 /// The webhook's I/O against the API server.
 pub struct KubeIo {
     pub client: Client,
+    /// What the cluster serves: the shape of the ephemeral containers write.
+    pub capabilities: Capabilities,
 }
 
 /// How a refused write reads, or `None` when the failure is not the API server judging
@@ -447,17 +473,15 @@ impl KubeIo {
             .unwrap_or_default();
         let deadline = jiff::Timestamp::now().as_second()
             + i64::try_from(plan.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let container = ephemeral::container(&base, &target_container, deadline);
-        // Legacy (before 1.22) API servers take a PUT of EphemeralContainers; not dry-run here.
-        let params = PatchParams::default().dry_run();
+        let mut container = ephemeral::container(&base, &target_container, deadline);
+        if !self.capabilities.ephemeral_security_context {
+            container.security_context = None;
+        }
+        let legacy = self.capabilities.legacy_ephemeral_api;
         outcome(
-            pods.patch_ephemeral_containers(
-                &target.name,
-                &params,
-                &kube::api::Patch::Strategic(ephemeral::patch_body(&container)),
-            )
-            .await
-            .map(|_| ()),
+            ephemeral::write(&self.client, &pod, &container, legacy, true)
+                .await
+                .map(|_| ()),
         )
     }
 }
@@ -582,7 +606,7 @@ mod tests {
                 "dryRun": false,
             }
         });
-        parse(&serde_json::to_vec(&body).unwrap()).unwrap()
+        parse(&serde_json::to_vec(&body).unwrap(), Unreadable::Deny).unwrap()
     }
 
     fn session(spec: &str) -> Value {
@@ -771,11 +795,37 @@ mod tests {
 
     #[test]
     fn an_unreadable_review_is_answered_as_invalid() {
-        let response = match parse(b"{}") {
+        let response = match parse(b"{}", Unreadable::Allow) {
             Ok(_) => panic!("parsed"),
             Err(r) => as_json(*r),
         };
         assert_eq!(response["allowed"], false);
+    }
+
+    #[test]
+    fn an_object_the_schema_will_refuse_keeps_the_request_uid() {
+        let mut cron = session("{target: {kind: Deployment, name: web}}");
+        cron["spec"]["target"]["kind"] = json!("CronJob");
+        let body = serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "0f1e", "kind": {"group": "debug.shellcar.dev", "version": "v1alpha1", "kind": "DebugSession"},
+                "resource": {"group": "debug.shellcar.dev", "version": "v1alpha1", "resource": "debugsessions"},
+                "operation": "CREATE", "userInfo": {"username": "dev"}, "object": cron,
+            }
+        }))
+        .unwrap();
+        let allowed = as_json(*parse(&body, Unreadable::Allow).unwrap_err());
+        assert_eq!(
+            (&allowed["uid"], &allowed["allowed"]),
+            (&json!("0f1e"), &json!(true))
+        );
+        let denied = as_json(*parse(&body, Unreadable::Deny).unwrap_err());
+        assert_eq!(
+            (&denied["uid"], &denied["allowed"]),
+            (&json!("0f1e"), &json!(false))
+        );
     }
 
     #[test]

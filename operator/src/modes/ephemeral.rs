@@ -279,28 +279,14 @@ async fn add(
     added: &EphemeralContainer,
 ) -> Result<Option<Invalid>, Error> {
     let pod_name = pod.name_any();
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        req.ctx.client.clone(),
-        req.ns,
-        &ApiResource::erase::<Pod>(&()),
-    );
-    let result = if req.caps.legacy_ephemeral_api {
-        api.replace_subresource(
-            "ephemeralcontainers",
-            &pod_name,
-            &PostParams::default(),
-            &legacy_body(pod, added),
-        )
-        .await
-    } else {
-        api.patch_subresource(
-            "ephemeralcontainers",
-            &pod_name,
-            &PatchParams::default(),
-            &Patch::Strategic(patch_body(added)),
-        )
-        .await
-    };
+    let result = write(
+        &req.ctx.client,
+        pod,
+        added,
+        req.caps.legacy_ephemeral_api,
+        false,
+    )
+    .await;
     match result {
         Ok(_) => Ok(None),
         Err(kube::Error::Api(status)) if status.code == 422 => {
@@ -310,6 +296,43 @@ async fn add(
             }))
         }
         Err(e) => Err(Error::pod("adding an ephemeral container to", &pod_name)(e)),
+    }
+}
+
+/// Sends ephemeral container `added` for `pod` to the API server in the shape it takes
+/// (`legacy`: before [`crate::context::EPHEMERAL_POD_BODY_SINCE`]); `dry_run` only asks
+/// whether it would be accepted. The answer is read as a plain object, whatever its kind.
+pub(crate) async fn write(
+    client: &kube::Client,
+    pod: &Pod,
+    added: &EphemeralContainer,
+    legacy: bool,
+    dry_run: bool,
+) -> Result<DynamicObject, kube::Error> {
+    let ns = pod.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<Pod>(&()));
+    let name = pod.name_any();
+    if legacy {
+        let params = PostParams {
+            dry_run,
+            ..Default::default()
+        };
+        api.replace_subresource(
+            "ephemeralcontainers",
+            &name,
+            &params,
+            &legacy_body(pod, added),
+        )
+        .await
+    } else {
+        let params = PatchParams {
+            dry_run,
+            ..Default::default()
+        };
+        let patch = Patch::Strategic(patch_body(added));
+        api.patch_subresource("ephemeralcontainers", &name, &params, &patch)
+            .await
     }
 }
 

@@ -1,0 +1,345 @@
+//! Users other than the admin: real ServiceAccounts of the test's namespace, each holding
+//! only the Roles the test binds to it, with a client and a kubeconfig that carry its own
+//! token.
+//!
+//! The local cluster runs Kubernetes 1.20, where every ServiceAccount gets a token Secret
+//! (`kubernetes.io/service-account-token`) listed in its `secrets`. The API server
+//! authenticates that token as `system:serviceaccount:<namespace>:<name>`, in the groups
+//! `system:serviceaccounts`, `system:serviceaccounts:<namespace>` and
+//! `system:authenticated`, with the ServiceAccount's UID.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, Resource, ResourceExt};
+use serde_json::json;
+use shellcar::crd::DebugSession;
+
+use crate::kubectl::{self, Scratch};
+use crate::session::Sessions;
+use crate::wait::{Polled, poll};
+use crate::{Cluster, Fixture, TIMEOUT};
+
+/// Type of the Secrets that hold a ServiceAccount's token (before Kubernetes 1.24).
+const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
+
+/// The verbs a user needs on DebugSessions to try anything.
+pub const SESSION_VERBS: &[&str] = &[
+    "create", "get", "list", "watch", "update", "patch", "delete",
+];
+
+/// The username the API server gives ServiceAccount `name` of `namespace`.
+pub fn service_account_username(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
+}
+
+/// An RBAC rule allowing `verbs` on resource `K` (its API group and plural), on the
+/// objects named `names` only, or on every object when `names` is empty.
+pub fn rule_for<K: Resource<DynamicType = ()>>(verbs: &[&str], names: &[&str]) -> PolicyRule {
+    let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    PolicyRule {
+        api_groups: Some(vec![K::group(&()).into_owned()]),
+        resources: Some(vec![K::plural(&()).into_owned()]),
+        resource_names: (!names.is_empty()).then(|| owned(names)),
+        verbs: owned(verbs),
+        ..PolicyRule::default()
+    }
+}
+
+/// A ServiceAccount of the test's namespace acting as a user: its own client and
+/// kubeconfig (the admin's cluster URL and CA, the ServiceAccount's token, no client
+/// certificate), and the RBAC given to it through [`User::grant`].
+pub struct User {
+    /// Name of the ServiceAccount.
+    pub name: String,
+    pub namespace: String,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub username: String,
+    /// UID of the ServiceAccount, which the API server reports as the user's UID.
+    pub uid: String,
+    /// A client authenticated with the ServiceAccount's token.
+    pub client: Client,
+    /// The namespace's DebugSessions, as this user.
+    pub sessions: Sessions,
+    admin: Client,
+    kubeconfig: PathBuf,
+    // Last: removes the kubeconfig when dropped.
+    _scratch: Scratch,
+}
+
+impl Fixture {
+    /// ServiceAccount `name` in the test's namespace as a user who may do everything with
+    /// DebugSessions there ([`SESSION_VERBS`], bound as Role and RoleBinding
+    /// `<name>-debugsessions`) and nothing else.
+    pub async fn user(&self, name: &str) -> Result<User> {
+        let user = User::create(&self.cluster, self.ns(), name).await?;
+        user.grant(
+            &format!("{name}-debugsessions"),
+            vec![rule_for::<DebugSession>(SESSION_VERBS, &[])],
+        )
+        .await?;
+        Ok(user)
+    }
+}
+
+impl User {
+    /// Creates ServiceAccount `name` in `namespace`, waits for its token, and builds its
+    /// client and kubeconfig. The user holds no permission beyond what every
+    /// authenticated user has until [`User::grant`].
+    pub async fn create(cluster: &Cluster, namespace: &str, name: &str) -> Result<User> {
+        let admin = cluster.client.clone();
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+        let account: ServiceAccount = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name},
+        }))?;
+        let account = accounts
+            .create(&PostParams::default(), &account)
+            .await
+            .with_context(|| format!("creating ServiceAccount {namespace}/{name}"))?;
+        let uid = account.uid().context("the ServiceAccount has no uid")?;
+        let token = wait_token(&admin, namespace, name).await?;
+        let username = service_account_username(namespace, name);
+
+        let scratch = Scratch::create(&format!("{namespace}-{name}"))?;
+        let kubeconfig = write_kubeconfig(&scratch, &username, namespace, &token)?;
+        let config = Config::from_custom_kubeconfig(
+            Kubeconfig::read_from(&kubeconfig)?,
+            &KubeConfigOptions::default(),
+        )
+        .await
+        .with_context(|| format!("loading {}", kubeconfig.display()))?;
+        let client = Client::try_from(config).context("building the user's client")?;
+        Ok(User {
+            sessions: Sessions::with_client(cluster, client.clone(), namespace),
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+            username,
+            uid,
+            client,
+            admin,
+            kubeconfig,
+            _scratch: scratch,
+        })
+    }
+
+    /// The kubeconfig file of this user, for `kubectl --kubeconfig`.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Runs kubectl as this user (see [`kubectl::kubectl`]).
+    pub async fn kubectl(&self, args: &[&str], stdin: Option<String>) -> Result<kubectl::Output> {
+        kubectl::kubectl(Some(&self.kubeconfig), args, stdin).await
+    }
+
+    /// Creates, as the admin, Role `role` with `rules` and RoleBinding `role` binding it to
+    /// this user, then waits until the API server's authorizer allows every verb of every
+    /// rule to the user (RBAC takes effect asynchronously).
+    pub async fn grant(&self, role: &str, rules: Vec<PolicyRule>) -> Result<()> {
+        let ns = &self.namespace;
+        let object: Role = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": role},
+            "rules": rules,
+        }))?;
+        Api::<Role>::namespaced(self.admin.clone(), ns)
+            .create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("creating Role {ns}/{role}"))?;
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": self.name, "namespace": ns}],
+        }))?;
+        Api::<RoleBinding>::namespaced(self.admin.clone(), ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .with_context(|| format!("creating RoleBinding {ns}/{role}"))?;
+        self.wait_authorized(&rules, true).await
+    }
+
+    /// Deletes RoleBinding `role` (made by [`User::grant`]) and waits until the authorizer
+    /// denies the user every verb of Role `role`'s rules. (The tests' Roles do not
+    /// overlap: another binding granting the same would keep this waiting.)
+    pub async fn revoke(&self, role: &str) -> Result<()> {
+        let ns = &self.namespace;
+        let rules = Api::<Role>::namespaced(self.admin.clone(), ns)
+            .get(role)
+            .await
+            .with_context(|| format!("reading Role {ns}/{role}"))?
+            .rules
+            .unwrap_or_default();
+        Api::<RoleBinding>::namespaced(self.admin.clone(), ns)
+            .delete(role, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting RoleBinding {ns}/{role}"))?;
+        self.wait_authorized(&rules, false).await
+    }
+
+    /// Whether the authorizer allows this user `verb` on `resource` of `group` (the object
+    /// `name`, or any) in the user's namespace, as `kubectl auth can-i` asks it.
+    pub async fn can(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        name: Option<&str>,
+    ) -> Result<bool> {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(self.namespace.clone()),
+                    verb: Some(verb.to_owned()),
+                    group: Some(group.to_owned()),
+                    resource: Some(resource.to_owned()),
+                    name: name.map(str::to_owned),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let answer = Api::<SelfSubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .with_context(|| format!("asking whether {} may {verb} {resource}", self.username))?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+
+    /// Waits until every verb of every rule is `allowed` (or every one denied).
+    async fn wait_authorized(&self, rules: &[PolicyRule], allowed: bool) -> Result<()> {
+        let mut asks = Vec::new();
+        for rule in rules {
+            let groups = rule.api_groups.clone().unwrap_or_default();
+            let resources = rule.resources.clone().unwrap_or_default();
+            let names: Vec<Option<String>> = match &rule.resource_names {
+                Some(names) if !names.is_empty() => names.iter().cloned().map(Some).collect(),
+                _ => vec![None],
+            };
+            for group in &groups {
+                for resource in &resources {
+                    for verb in &rule.verbs {
+                        for name in &names {
+                            asks.push((
+                                verb.clone(),
+                                group.clone(),
+                                resource.clone(),
+                                name.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if asks.is_empty() {
+            bail!("no permission to wait for in {rules:?}");
+        }
+        let what = if allowed { "allowed" } else { "denied" };
+        poll(
+            &format!("RBAC to have {} {what} {asks:?}", self.username),
+            TIMEOUT,
+            || async {
+                let mut wrong = Vec::new();
+                for (verb, group, resource, name) in &asks {
+                    if self.can(verb, group, resource, name.as_deref()).await? != allowed {
+                        wrong.push(format!("{verb} {resource}.{group} {name:?}"));
+                    }
+                }
+                Ok(if wrong.is_empty() {
+                    Polled::Done(())
+                } else {
+                    Polled::NotYet(format!("not yet {what}: {wrong:?}"))
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// Waits until ServiceAccount `name` lists a token Secret whose token is filled in, and
+/// returns the token.
+async fn wait_token(admin: &Client, namespace: &str, name: &str) -> Result<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    poll(
+        &format!("the token of ServiceAccount {namespace}/{name}"),
+        TIMEOUT,
+        || async {
+            let account = accounts.get(name).await?;
+            let listed: Vec<String> = account
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|r| r.name.clone())
+                .collect();
+            for secret_name in &listed {
+                let Some(secret) = secrets.get_opt(secret_name).await? else {
+                    continue;
+                };
+                if secret.type_.as_deref() != Some(TOKEN_SECRET_TYPE) {
+                    continue;
+                }
+                let token = secret.data.as_ref().and_then(|d| d.get("token"));
+                if let Some(token) = token.filter(|t| !t.0.is_empty()) {
+                    return Ok(Polled::Done(
+                        String::from_utf8(token.0.clone()).context("the token is not UTF-8")?,
+                    ));
+                }
+            }
+            Ok(Polled::NotYet(format!("secrets listed: {listed:?}")))
+        },
+    )
+    .await
+}
+
+/// Writes a kubeconfig for `username` with `token` into `scratch`: the cluster entry of
+/// the admin's current context (the `KUBECONFIG` the harness connects with, so the same
+/// URL and CA), the token as the only credential.
+fn write_kubeconfig(
+    scratch: &Scratch,
+    username: &str,
+    namespace: &str,
+    token: &str,
+) -> Result<PathBuf> {
+    let admin = Kubeconfig::read().context("reading the admin's kubeconfig (KUBECONFIG)")?;
+    let context = admin
+        .current_context
+        .as_deref()
+        .context("the admin's kubeconfig has no current-context")?;
+    let cluster_name = admin
+        .contexts
+        .iter()
+        .find(|c| c.name == context)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .with_context(|| format!("no context {context} in the admin's kubeconfig"))?;
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .with_context(|| format!("no cluster {cluster_name} in the admin's kubeconfig"))?;
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": username, "user": {"token": token}}],
+        "contexts": [{
+            "name": username,
+            "context": {"cluster": cluster_name, "user": username, "namespace": namespace},
+        }],
+        "current-context": username,
+    });
+    scratch.write_private("kubeconfig", &serde_json::to_vec_pretty(&config)?)
+}
