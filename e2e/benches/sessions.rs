@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use kube::api::{Patch, PatchParams, PostParams};
 use shellcar::crd::{Phase, TargetKind};
 use shellcar_e2e::session::{condition_is, phase, session};
+use shellcar_e2e::webhook::WebhookBypass;
 use shellcar_e2e::workload::nginx_deployment;
 use shellcar_e2e::{Fixture, TIMEOUT};
 
@@ -18,6 +19,8 @@ const ROUNDS: usize = 5;
 /// Sessions created at once, on Deployments without replicas (the operator's own work,
 /// without pod start-up).
 const BATCH: usize = 20;
+/// Alternating pairs of dry-run creates that measure what the admission webhook adds.
+const ADMISSION_ROUNDS: usize = 20;
 /// Where the e2e overlay serves the operator's metrics (host network of the node).
 const METRICS: &str = "http://127.0.0.1:18080/metrics";
 
@@ -160,12 +163,44 @@ async fn throughput(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// What the admission webhook adds to `kubectl apply` of a session: the same create with
+/// `dryRun=All` (admission webhooks still run; nothing is stored) in a namespace the
+/// webhooks serve and in one they skip, alternating, each against a Deployment there.
+async fn admission(f: &Fixture) -> Result<()> {
+    let skipped = Fixture::new("bench-nowebhook").await?;
+    for fx in [f, &skipped] {
+        fx.workloads
+            .deployments
+            .create(&PostParams::default(), &nginx_deployment("adm", 0)?)
+            .await?;
+    }
+    let bypass = WebhookBypass::install(&skipped).await?;
+    let params = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let request = session("adm", TargetKind::Deployment, "adm", "30m")?;
+    let (mut served, mut bypassed) = (Vec::new(), Vec::new());
+    for _ in 0..ADMISSION_ROUNDS {
+        for (fx, samples) in [(f, &mut served), (&skipped, &mut bypassed)] {
+            let start = Instant::now();
+            fx.sessions.api.create(&params, &request).await?;
+            samples.push(start.elapsed());
+        }
+    }
+    bypass.remove().await?;
+    summary("dry-run create, through the webhook", served);
+    summary("dry-run create, webhook skipped", bypassed);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let f = Fixture::new("bench")
         .await
         .context("the local cluster with shellcar deployed")?;
     println!("shellcar benchmark, namespace {}", f.ns());
+    admission(&f).await?;
     latency(&f).await?;
     throughput(&f).await?;
     match (
