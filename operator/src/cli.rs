@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// ValidatingWebhookConfiguration whose caBundle the operator keeps.
     #[arg(long, default_value = "shellcar-validating")]
     pub validating_webhook: String,
+    /// The webhook certificate in --webhook-secret is kept by cert-manager (config/certmanager):
+    /// read it and serve it, never write it, and leave the caBundle to cert-manager.
+    #[arg(long)]
+    pub external_certificate: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -40,6 +40,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         secret: args.webhook_secret,
         mutating: args.mutating_webhook,
         validating: args.validating_webhook,
+        external_certificate: args.external_certificate,
     };
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());

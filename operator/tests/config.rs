@@ -134,3 +134,37 @@ fn samples_render_a_deployment_and_its_session() {
     let web = find(&docs, "Deployment");
     assert_eq!(web["metadata"]["name"], "web");
 }
+
+#[test]
+fn certmanager_issues_the_secret_the_operator_reads_and_injects_the_ca() {
+    let docs = documents(&kustomize("config/certmanager"));
+    let certificate = find(&docs, "Certificate");
+    assert_eq!(certificate["spec"]["secretName"], "shellcar-webhook-tls");
+    assert_eq!(
+        certificate["spec"]["dnsNames"][0],
+        "shellcar-webhook.shellcar-system.svc"
+    );
+    let source = format!(
+        "{}/{}",
+        certificate["metadata"]["namespace"].as_str().unwrap(),
+        certificate["metadata"]["name"].as_str().unwrap()
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = find(&docs, kind);
+        assert_eq!(
+            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            source.as_str()
+        );
+    }
+    let deploy = find(&docs, "Deployment");
+    let args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        args.iter().any(|a| a == "--external-certificate"),
+        "{args:?}"
+    );
+}

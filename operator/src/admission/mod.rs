@@ -31,10 +31,15 @@ pub struct Settings {
     pub secret: String,
     pub mutating: String,
     pub validating: String,
+    /// The certificate is kept by someone else (cert-manager): read the Secret, never
+    /// write it, and leave the caBundle to them.
+    pub external_certificate: bool,
 }
 
-/// How often the certificate is checked for renewal.
+/// How often the certificate is checked for renewal (its own), or for a new one in the
+/// Secret (an external one).
 const RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+const EXTERNAL_CHECK: Duration = Duration::from_secs(300);
 
 /// Why the webhook stopped.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +82,24 @@ pub async fn run(
     })
     .await;
     let s = &settings;
-    let cert = retry("keeping the webhook certificate", || {
-        tls::ensure(&client, &s.namespace, &s.secret, &s.service)
-    })
-    .await;
-    retry("patching the webhooks' caBundle", || {
-        tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert)
-    })
-    .await;
+    let cert = if s.external_certificate {
+        retry("reading the webhook certificate", || async {
+            tls::external(&client, &s.namespace, &s.secret)
+                .await?
+                .ok_or(tls::Error::NotYet)
+        })
+        .await
+    } else {
+        let cert = retry("keeping the webhook certificate", || {
+            tls::ensure(&client, &s.namespace, &s.secret, &s.service)
+        })
+        .await;
+        retry("patching the webhooks' caBundle", || {
+            tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert)
+        })
+        .await;
+        cert
+    };
     let config = RustlsConfig::from_config(server::rustls_config(&cert)?);
     tokio::spawn(renew(
         client.clone(),
@@ -109,8 +124,16 @@ pub async fn run(
 /// Renews the serving certificate before it expires, and serves the new one.
 async fn renew(client: Client, s: Settings, mut current: tls::ServingCert, config: RustlsConfig) {
     loop {
-        tokio::time::sleep(RENEWAL_CHECK).await;
-        let cert = match tls::ensure(&client, &s.namespace, &s.secret, &s.service).await {
+        let cert = if s.external_certificate {
+            tokio::time::sleep(EXTERNAL_CHECK).await;
+            tls::external(&client, &s.namespace, &s.secret)
+                .await
+                .and_then(|c| c.ok_or(tls::Error::NotYet))
+        } else {
+            tokio::time::sleep(RENEWAL_CHECK).await;
+            tls::ensure(&client, &s.namespace, &s.secret, &s.service).await
+        };
+        let cert = match cert {
             Ok(cert) => cert,
             Err(e) => {
                 warn!(error = %error_chain(&e), "checking the webhook certificate");
@@ -120,7 +143,8 @@ async fn renew(client: Client, s: Settings, mut current: tls::ServingCert, confi
         if cert == current {
             continue;
         }
-        if cert.ca_cert != current.ca_cert
+        if !s.external_certificate
+            && cert.ca_cert != current.ca_cert
             && let Err(e) =
                 tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert).await
         {

@@ -45,6 +45,8 @@ pub enum Error {
     Generate(#[from] rcgen::Error),
     #[error("the system clock is out of range")]
     Clock,
+    #[error("the certificate Secret has no tls.crt and tls.key yet")]
+    NotYet,
     #[error("reading or writing Secret {name}")]
     Secret {
         name: String,
@@ -65,7 +67,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Generate(_) | Error::Clock => "CertificateGeneration",
-            Error::Secret { .. } => "CertificateSecret",
+            Error::Secret { .. } | Error::NotYet => "CertificateSecret",
             Error::CaBundle { .. } => "CABundle",
         }
     }
@@ -107,6 +109,35 @@ impl ServingCert {
             key: get(TLS_KEY)?,
         })
     }
+}
+
+/// The certificate that someone else keeps in Secret `secret` of `namespace` (cert-manager,
+/// with `tls.crt`, `tls.key` and `ca.crt`): read only, never written. `None` while the
+/// Secret or one of its keys is missing.
+pub async fn external(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+) -> Result<Option<ServingCert>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let found = api.get_opt(secret).await.map_err(|source| Error::Secret {
+        name: secret.to_owned(),
+        source,
+    })?;
+    let data = found.and_then(|s| s.data).unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    Ok(match (get(TLS_CERT), get(TLS_KEY)) {
+        (Some(cert), Some(key)) => Some(ServingCert {
+            ca_cert: get(CA_CERT).unwrap_or_default(),
+            ca_key: String::new(),
+            cert,
+            key,
+        }),
+        _ => None,
+    })
 }
 
 /// The names a Service `service` in `namespace` is reached by from the API server.
