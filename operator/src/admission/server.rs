@@ -31,7 +31,7 @@ use crate::access::{self, Check};
 use crate::context::{Capabilities, Policy, error_chain};
 use crate::crd::Resolved;
 use crate::crd::{DebugSession, Requester, TargetKind};
-use crate::modes::{copy, ephemeral, sidecar};
+use crate::modes::{self, copy, ephemeral, sidecar};
 use crate::validate::{self, Plan};
 use crate::{debugger, naming, workload};
 
@@ -335,6 +335,28 @@ impl KubeIo {
         session.namespace().unwrap_or_default()
     }
 
+    /// The pod the session would debug or copy first, chosen as the operator chooses it;
+    /// or why the dry run is skipped (no such pod yet: the session will wait for one).
+    async fn first_pod(&self, session: &DebugSession) -> Result<Pod, DryRun> {
+        let ns = Self::namespace(session);
+        let name = session.name_any();
+        let container = naming::container_name(&name);
+        let target = &session.spec.target;
+        match modes::first_pod(&self.client, &ns, &session.spec, &name, &container).await {
+            Ok(Some(pod)) => Ok(pod),
+            Ok(None) => Err(DryRun::Skipped(format!(
+                "{} {} has no running pod yet",
+                target.kind, target.name
+            ))),
+            Err(e) => Err(DryRun::Skipped(format!(
+                "reading the pods of {} {}: {}",
+                target.kind,
+                target.name,
+                error_chain(&e)
+            ))),
+        }
+    }
+
     fn requester(session: &DebugSession) -> &str {
         session
             .spec
@@ -400,17 +422,11 @@ impl KubeIo {
         session: &DebugSession,
         plan: &Plan,
     ) -> Result<DryRun, kube::Error> {
-        let target = &session.spec.target;
-        if target.kind != TargetKind::Pod {
-            // TODO: the copied pod of a workload is chosen at reconcile (modes::select).
-            return Ok(DryRun::Skipped(
-                "the pod to copy is chosen when the session is reconciled".to_owned(),
-            ));
-        }
         let name = session.name_any();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &Self::namespace(session));
-        let Some(source) = pods.get_opt(&target.name).await? else {
-            return Ok(DryRun::Skipped(format!("Pod {} not found", target.name)));
+        let source = match self.first_pod(session).await {
+            Ok(source) => source,
+            Err(skipped) => return Ok(skipped),
         };
         let container = naming::container_name(&name);
         let debugger = debugger::container(&session.spec.debugger, &container, &plan.image);
@@ -444,16 +460,10 @@ impl KubeIo {
         plan: &Plan,
     ) -> Result<DryRun, kube::Error> {
         let target = &session.spec.target;
-        if target.kind != TargetKind::Pod {
-            // TODO: the debugged pods of a workload are chosen at reconcile (modes::select).
-            return Ok(DryRun::Skipped(
-                "the pods to debug are chosen when the session is reconciled".to_owned(),
-            ));
-        }
         let name = session.name_any();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &Self::namespace(session));
-        let Some(pod) = pods.get_opt(&target.name).await? else {
-            return Ok(DryRun::Skipped(format!("Pod {} not found", target.name)));
+        let pod = match self.first_pod(session).await {
+            Ok(pod) => pod,
+            Err(skipped) => return Ok(skipped),
         };
         let base = debugger::container(
             &session.spec.debugger,

@@ -221,6 +221,24 @@ async fn target_pods(
     Ok(Some((resolved, found.items)))
 }
 
+/// The target's pod that session `session` (debugger `container`) would debug or copy
+/// first, as [`target_pods`] and [`select`] choose it; `None` when the target or a running
+/// pod of it is missing. For the admission webhook's dry run.
+pub(crate) async fn first_pod(
+    client: &Client,
+    ns: &str,
+    spec: &crate::crd::DebugSessionSpec,
+    session: &str,
+    container: &str,
+) -> Result<Option<Pod>, Error> {
+    let Some((_, pods)) = target_pods(client, ns, &spec.target).await? else {
+        return Ok(None);
+    };
+    Ok(select(pods, spec.pods, session, container)
+        .into_iter()
+        .next())
+}
+
 /// The pods to debug: those already debugged by session `session` (whose debugger is
 /// `container`) first, so the choice is stable across reconciles, then running pods by
 /// name, up to what `selection` asks for.
