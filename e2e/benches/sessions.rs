@@ -7,8 +7,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use shellcar::crd::{Phase, TargetKind};
+use shellcar_e2e::cluster::OPERATOR_NAMESPACE;
+use shellcar_e2e::leader::pod_of;
 use shellcar_e2e::session::{condition_is, phase, session};
 use shellcar_e2e::webhook::WebhookBypass;
 use shellcar_e2e::workload::nginx_deployment;
@@ -21,8 +24,8 @@ const ROUNDS: usize = 5;
 const BATCH: usize = 20;
 /// Alternating pairs of dry-run creates that measure what the admission webhook adds.
 const ADMISSION_ROUNDS: usize = 20;
-/// Where the e2e overlay serves the operator's metrics (host network of the node).
-const METRICS: &str = "http://127.0.0.1:18080/metrics";
+/// The port of the operator's /metrics (config/manager).
+const METRICS_PORT: u16 = 8080;
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -51,11 +54,24 @@ fn rate(name: &str, elapsed: Duration) {
     );
 }
 
-/// One metric's value from the operator's /metrics, read with curl (present on the
-/// machine; the benchmark needs no HTTP client of its own).
-fn metric(name: &str) -> Option<f64> {
+/// The /metrics address of the replica that holds the Lease (the one that reconciles),
+/// reached over the pod network from the cluster's network namespace.
+async fn leader_metrics(f: &Fixture) -> Result<String> {
+    let holder = f.cluster.wait_leader().await?;
+    let pods: Api<Pod> = Api::namespaced(f.cluster.client.clone(), OPERATOR_NAMESPACE);
+    let pod = pods.get(pod_of(&holder)).await?;
+    let ip = pod
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("the leader pod has no IP")?;
+    Ok(format!("http://{ip}:{METRICS_PORT}/metrics"))
+}
+
+/// One metric's value from the operator's /metrics at `url`, read with curl (present on
+/// the machine; the benchmark needs no HTTP client of its own).
+fn metric(url: &str, name: &str) -> Option<f64> {
     let out = std::process::Command::new("curl")
-        .args(["-sf", METRICS])
+        .args(["-sf", url])
         .output()
         .ok()?;
     String::from_utf8_lossy(&out.stdout)
@@ -94,7 +110,7 @@ async fn latency(f: &Fixture) -> Result<()> {
     Ok(())
 }
 
-async fn throughput(f: &Fixture) -> Result<()> {
+async fn throughput(f: &Fixture, metrics: &str) -> Result<()> {
     for i in 0..BATCH {
         f.workloads
             .deployments
@@ -104,7 +120,7 @@ async fn throughput(f: &Fixture) -> Result<()> {
             )
             .await?;
     }
-    let reconciles_before = metric("shellcar_reconciles_total");
+    let reconciles_before = metric(metrics, "shellcar_reconciles_total");
     let start = Instant::now();
     for i in 0..BATCH {
         let s = session(
@@ -152,7 +168,10 @@ async fn throughput(f: &Fixture) -> Result<()> {
         f.sessions.wait_gone(&format!("tp-{i}"), uid).await?;
     }
     rate("delete -> torn down and gone", start.elapsed());
-    if let (Some(before), Some(after)) = (reconciles_before, metric("shellcar_reconciles_total")) {
+    if let (Some(before), Some(after)) = (
+        reconciles_before,
+        metric(metrics, "shellcar_reconciles_total"),
+    ) {
         println!(
             "{:<44} {:.0} for {BATCH} sessions ({:.1} each)",
             "reconciles",
@@ -201,12 +220,13 @@ async fn main() -> Result<()> {
         .context("the local cluster with shellcar deployed")?;
     println!("shellcar benchmark, namespace {}", f.ns());
     admission(&f).await?;
+    let metrics = leader_metrics(&f).await?;
     latency(&f).await?;
-    throughput(&f).await?;
+    throughput(&f, &metrics).await?;
     match (
-        metric("shellcar_process_resident_memory_bytes"),
-        metric("shellcar_reconcile_duration_seconds_sum"),
-        metric("shellcar_reconcile_duration_seconds_count"),
+        metric(&metrics, "shellcar_process_resident_memory_bytes"),
+        metric(&metrics, "shellcar_reconcile_duration_seconds_sum"),
+        metric(&metrics, "shellcar_reconcile_duration_seconds_count"),
     ) {
         (Some(rss), Some(sum), Some(count)) if count > 0.0 => {
             println!(
@@ -220,7 +240,7 @@ async fn main() -> Result<()> {
                 sum / count * 1000.0
             );
         }
-        _ => println!("operator metrics not reachable at {METRICS}"),
+        _ => println!("operator metrics not reachable at {metrics}"),
     }
     Ok(())
 }

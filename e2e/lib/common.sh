@@ -31,28 +31,44 @@ tail_log() {
   log "---"
 }
 
-# wait_until DESC TIMEOUT COMPONENT CMD...: poll CMD until it succeeds. Fails
-# with the component's log tail when TIMEOUT seconds pass or when the
-# component's process dies (no point waiting for a corpse). COMPONENT may be ""
-# when there is no process to watch.
-wait_until() {
-  local desc=$1 timeout=$2 comp=$3
-  shift 3
-  local deadline=$((SECONDS + timeout)) logf=""
-  [[ -n $comp ]] && logf="$LOGS/$comp.log"
+# poll_until TIMEOUT COMPONENT CMD...: poll CMD every 0.5 s until it succeeds
+# (status 0). Status 1 when TIMEOUT seconds pass, 2 as soon as the component's
+# process dies (no point waiting for a corpse). COMPONENT may be "" when there
+# is no process to watch. Prints nothing: the caller says what failed.
+# The component must still be alive when CMD succeeds: another process on its
+# port (one whose PID file was lost) may answer while ours dies on the bind.
+poll_until() {
+  local timeout=$1 comp=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
   until "$@" >/dev/null 2>&1; do
     if [[ -n $comp ]] && ! proc_alive "$comp"; then
-      log "error: $comp exited while waiting for $desc"
-      tail_log "$logf"
-      exit 1
+      return 2
     fi
     if ((SECONDS >= deadline)); then
-      log "error: timed out after ${timeout}s waiting for $desc"
-      tail_log "$logf"
-      exit 1
+      return 1
     fi
     sleep 0.5
   done
+  if [[ -n $comp ]] && ! proc_alive "$comp"; then
+    return 2
+  fi
+}
+
+# wait_until DESC TIMEOUT COMPONENT CMD...: poll_until, and on failure exit
+# with the component's log tail, so an error is never just "timed out".
+wait_until() {
+  local desc=$1 timeout=$2 comp=$3 rc=0
+  shift 3
+  poll_until "$timeout" "$comp" "$@" || rc=$?
+  ((rc)) || return 0
+  if ((rc == 2)); then
+    log "error: $comp exited while waiting for $desc"
+  else
+    log "error: timed out after ${timeout}s waiting for $desc"
+  fi
+  [[ -n $comp ]] && tail_log "$LOGS/$comp.log"
+  exit 1
 }
 
 # start_proc NAME BINARY ARGS...: start a long-running component inside the
@@ -62,59 +78,82 @@ wait_until() {
 # mounts from containerd). Neither setsid (we are not a process-group leader,
 # job control being off) nor nsenter (no PID namespace) forks, so $! is the
 # component's own PID.
+#
+# Three files identify the process, so that a PID file that outlived its
+# process (a SIGKILL, a reboot) is never taken for a live component, and a
+# reused PID is never signalled:
+#   NAME.pid    the PID
+#   NAME.exe    the binary it runs
+#   NAME.start  the boot ID and the process's start time (field 22 of
+#               /proc/PID/stat, set at fork and kept across exec): a PID is
+#               only ours while both are the same.
 start_proc() {
-  local name=$1 bin=$2
+  local name=$1 bin=$2 pid
   shift 2
   bin=$(readlink -f "$bin")
+  printf -- '--- %s: started by e2e/cluster\n' "$(date -u +%FT%TZ)" >>"$LOGS/$name.log"
   setsid nsenter --net="$NETNS_PATH" -- "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
-  printf '%s\n' "$!" >"$PIDS/$name.pid"
-  # Remember which binary the PID belongs to: after a crash or reboot the PID
-  # may have been reused by something that is not ours.
+  pid=$!
+  printf '%s\n' "$pid" >"$PIDS/$name.pid"
   printf '%s\n' "$bin" >"$PIDS/$name.exe"
+  printf '%s\n' "$(proc_identity "$pid")" >"$PIDS/$name.start"
 }
 
-# pid_is PID BINARY: true if PID is alive and runs BINARY (or still is the
-# nsenter/setsid that is about to exec it).
+# proc_identity PID: "BOOT_ID STARTTIME" of a live PID (empty if it is gone).
+proc_identity() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  # The command name (field 2) is in parentheses and may hold blanks: skip
+  # past its closing one; what follows starts at field 3.
+  read -ra fields <<<"${stat##*) }"
+  printf '%s %s' "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" "${fields[19]-}"
+}
+
+# pid_is PID BINARY [IDENTITY]: true if PID is alive (not a zombie) and runs
+# BINARY (or still is the nsenter/setsid that is about to exec it), and, when
+# IDENTITY (from NAME.start) is given, is the very process that was started.
+# PID files written before NAME.start existed are checked by binary only.
 pid_is() {
-  local pid=$1 want=$2 exe
+  local pid=$1 want=$2 identity=${3-} exe
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
   exe=${exe% (deleted)}
-  [[ $exe == "$want" || $exe == */nsenter || $exe == */setsid ]]
+  [[ $exe == "$want" || $exe == */nsenter || $exe == */setsid ]] || return 1
+  [[ -z $identity || $(proc_identity "$pid") == "$identity" ]]
 }
 
 proc_pid() { cat "$PIDS/$1.pid" 2>/dev/null; }
 
+# proc_alive NAME: the process NAME's PID files describe is alive.
 proc_alive() {
   local name=$1
   [[ -f $PIDS/$name.pid && -f $PIDS/$name.exe ]] || return 1
-  pid_is "$(proc_pid "$name")" "$(cat "$PIDS/$name.exe")"
+  pid_is "$(proc_pid "$name")" "$(cat "$PIDS/$name.exe")" "$(cat "$PIDS/$name.start" 2>/dev/null)"
 }
 
-# kill_pid_wait PID BINARY TIMEOUT: SIGTERM, then SIGKILL after TIMEOUT s.
-kill_pid_wait() {
-  local pid=$1 want=$2 timeout=$3 i
-  pid_is "$pid" "$want" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
+# signal_proc NAME SIGNAL TIMEOUT: send SIGNAL to component NAME (only if its
+# PID files say it is alive) and wait up to TIMEOUT s for it to go; false if
+# it is still there.
+signal_proc() {
+  local name=$1 sig=$2 timeout=$3 i
+  proc_alive "$name" || return 0
+  kill "-$sig" "$(proc_pid "$name")" 2>/dev/null || true
   for ((i = 0; i < timeout * 10; i++)); do
-    pid_is "$pid" "$want" || return 0
+    proc_alive "$name" || return 0
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    pid_is "$pid" "$want" || return 0
-    sleep 0.1
-  done
-  log "warning: PID $pid ($want) survived SIGKILL"
+  return 1
 }
 
-# stop_proc NAME [TIMEOUT]: stop a component we started, by its PID file only.
+# stop_proc NAME [TIMEOUT]: stop a component we started, by its PID files
+# only: SIGTERM, then SIGKILL after TIMEOUT s. Removes the PID files.
 stop_proc() {
   local name=$1 timeout=${2:-10}
-  if [[ -f $PIDS/$name.pid && -f $PIDS/$name.exe ]]; then
-    kill_pid_wait "$(proc_pid "$name")" "$(cat "$PIDS/$name.exe")" "$timeout"
+  if ! signal_proc "$name" TERM "$timeout"; then
+    log "$name (pid $(proc_pid "$name")) still running ${timeout}s after SIGTERM: SIGKILL"
+    signal_proc "$name" KILL 5 || log "warning: $name (pid $(proc_pid "$name")) survived SIGKILL"
   fi
-  rm -f "$PIDS/$name.pid" "$PIDS/$name.exe"
+  rm -f "$PIDS/$name.pid" "$PIDS/$name.exe" "$PIDS/$name.start"
 }
 
 # mounts_under DIR...: mount points at or below each DIR, deepest first (so

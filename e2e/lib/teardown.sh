@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # Stopping the cluster and removing every trace of it. `down` runs this
-# gracefully; `up` runs it forcibly first, to clear what a killed run left
-# (stale PID files, live container processes and shims, mounts, netns, store,
-# cgroups, changed sysctls). Everything is found through what we recorded
+# gracefully; `up` runs it forcibly before starting an empty cluster (a new
+# one, `up --fresh`, or a state that cannot be reused), to clear what an
+# earlier run left (stale PID files, live container processes and shims,
+# mounts, netns, store, cgroups, changed sysctls). `simulate-reboot` uses the
+# same pieces to lose only what a reboot loses. Everything is found through what we recorded
 # (PID files) or through state only our containerd writes (its state dir,
 # runc root, its socket path): never by process name.
 #
@@ -176,4 +178,23 @@ teardown() {
       rm -rf --one-file-system "$STATE" || log "warning: could not remove all of $STATE"
     fi
   fi
+}
+
+# What a reboot takes and what it leaves, for testing `up` over kept state:
+# every process of the cluster (components, shims, containers) dies by
+# SIGKILL, and every mount, pod network namespace and the cluster's network
+# namespace goes; the state, the kubelet's directory, the PID files (stale
+# now) and the saved sysctls stay.
+simulate_reboot() {
+  local i c
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    c=${COMPONENTS[i]}
+    signal_proc "$c" KILL 5 || log "warning: $c (pid $(proc_pid "$c")) survived SIGKILL"
+  done
+  kill_shims
+  kill_containers
+  unmount_under "$KUBELET_ROOT" "$STATE"
+  remove_pod_netns
+  remove_cgroups
+  remove_netns
 }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod exec;
 pub mod identity;
 pub mod kubectl;
+pub mod leader;
 pub mod namespace;
 pub mod pod;
 pub mod scenario;

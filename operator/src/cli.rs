@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
 
@@ -54,7 +54,24 @@ pub struct RunArgs {
     /// Address of the admission webhook (HTTPS).
     #[arg(long, env = "SHELLCAR_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
     pub webhook_addr: SocketAddr,
-    /// The operator's own namespace, where the webhook's certificate Secret and Service are.
+    /// Elect a leader among the replicas: only the holder of the Lease --lease-name (in
+    /// --namespace) reconciles; every replica serves the webhook. `--leader-elect=false`
+    /// reconciles unconditionally: one replica only, or a run outside the cluster.
+    #[arg(
+        long,
+        env = "SHELLCAR_LEADER_ELECT",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true"
+    )]
+    pub leader_elect: bool,
+    /// The coordination.k8s.io Lease the replicas elect their leader with.
+    #[arg(long, default_value = "shellcar-controller")]
+    pub lease_name: String,
+    /// The operator's own namespace, where the webhook's certificate Secret and Service,
+    /// and the leader's Lease, are.
     #[arg(long, env = "POD_NAMESPACE", default_value = "shellcar-system")]
     pub namespace: String,
     /// Service in front of the webhook; its DNS names go into the serving certificate.
@@ -88,4 +105,28 @@ pub struct AttachArgs {
     /// Only print the attach command instead of running it.
     #[arg(long)]
     pub print: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["shellcar", "run"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Run(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn leader_election_is_on_unless_turned_off() {
+        assert!(run_args(&[]).leader_elect);
+        assert!(run_args(&["--leader-elect"]).leader_elect);
+        assert!(!run_args(&["--leader-elect=false"]).leader_elect);
+        // Not a flag followed by a stray word that leaves election on.
+        assert!(Cli::try_parse_from(["shellcar", "run", "--leader-elect", "false"]).is_err());
+        assert_eq!(run_args(&[]).lease_name, "shellcar-controller");
+        assert_eq!(run_args(&["--lease-name=other"]).lease_name, "other");
+    }
 }

@@ -1,4 +1,5 @@
-//! Wiring: the controller, its watches, and the shared context.
+//! Wiring: the controller, its watches, and the shared context. When it runs, and when it
+//! stops, is [`crate::leader`]'s decision.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::context::{Context, Policy, error_chain};
 use crate::crd::{DebugSession, TargetKind};
 use crate::naming;
 use crate::reconcile;
-use crate::telemetry::{Health, Metrics};
+use crate::telemetry::Metrics;
 
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,7 @@ where
     let store = store.clone();
     controller.watches(
         Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+        watcher::Config::default(),
         move |obj| sessions_targeting(&store, kind, &obj),
     )
 }
@@ -78,12 +79,14 @@ fn sessions_of_pod(pod: &Pod) -> Vec<ObjectRef<DebugSession>> {
         .collect()
 }
 
-/// Runs the controller until a shutdown signal.
+/// Runs the controller until `stop` resolves, then lets the reconciliations under way
+/// finish (the caller bounds how long it waits for them). Every call starts afresh: new
+/// watches, caches and [`Context`].
 pub async fn run(
     client: Client,
     policy: Policy,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let sessions = Api::<DebugSession>::all(client.clone());
     sessions
@@ -98,10 +101,9 @@ pub async fn run(
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client.clone(), recorder, policy, metrics));
 
-    let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
+    let controller = Controller::new(sessions, watcher::Config::default());
     let store = controller.store();
     let ready_store = store.clone();
-    let ready_health = health.clone();
     tokio::spawn(async move {
         // The store's readiness signal wakes only one waiter (a oneshot inside kube-runtime),
         // and the controller itself waits on it too: ask again each second.
@@ -111,12 +113,10 @@ pub async fn run(
                 break result;
             }
         };
+        // Only logged: readiness is the webhook's (see telemetry::Health).
         match ready {
-            Ok(()) => {
-                info!("watches synced");
-                ready_health.set_ready();
-            }
-            Err(e) => warn!(error = %e, "the session watch ended before it synced"),
+            Ok(()) => info!("watches synced"),
+            Err(e) => debug!(error = %e, "the controller stopped before its watches synced"),
         }
     });
 
@@ -135,7 +135,7 @@ pub async fn run(
 
     info!("controller started");
     controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -151,7 +151,6 @@ pub async fn run(
             }
         })
         .await;
-    health.set_stopped();
     info!("controller stopped");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! The reconcile pipeline reads top-down in [`reconcile`]: fetch, validate
 //! ([`validate`]), plan, apply the mode ([`modes`]: one file per mode), status
 //! ([`status`]). [`context`] holds what every step shares; [`controller`] wires the
-//! watches to the pipeline.
+//! watches to the pipeline; [`leader`] decides which replica runs it.
 
 pub(crate) mod access;
 pub mod admission;
@@ -16,6 +16,7 @@ pub mod crd;
 pub(crate) mod debugger;
 #[cfg(test)]
 mod fixtures;
+pub mod leader;
 pub(crate) mod modes;
 pub mod naming;
 pub(crate) mod profile;

@@ -6,7 +6,10 @@ use clap::Parser;
 use shellcar::admission;
 use shellcar::cli::{Cli, Command, RunArgs};
 use shellcar::context::Policy;
+use shellcar::leader::{self, Election};
 use shellcar::telemetry::{self, Health, Metrics};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -33,6 +36,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_ttl: args.max_ttl,
         allowed_images: args.allowed_images,
     };
+    let election = args.leader_elect.then(|| Election {
+        namespace: args.namespace.clone(),
+        lease: args.lease_name,
+        identity: leader::identity(),
+    });
     let webhook = admission::Settings {
         addr: args.webhook_addr,
         namespace: args.namespace,
@@ -51,10 +59,37 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         health.clone(),
     );
     let admission = admission::run(client.clone(), webhook, policy.clone(), health.clone());
+    let controller = {
+        let (client, metrics) = (client.clone(), metrics.clone());
+        move |stop| shellcar::controller::run(client.clone(), policy.clone(), metrics.clone(), stop)
+    };
+    // Every replica serves metrics, health and the webhook; the controller runs on the
+    // leader only. Shutdown goes through the leader: it stops the controller, releases
+    // the Lease, and then the process exits.
+    let controller = leader::run(client, election, metrics, health, controller, shutdown());
     tokio::select! {
-        result = shellcar::controller::run(client, policy, metrics, health) => result?,
+        result = controller => result.context("running the controller")?,
         result = server => result.context("serving metrics and health")?,
         result = admission => result.context("serving the admission webhook")?,
     }
     Ok(())
+}
+
+/// Resolves at SIGTERM (the kubelet stopping the pod) or Ctrl+C.
+async fn shutdown() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot handle SIGTERM; Ctrl+C still shuts down");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => info!("SIGTERM: shutting down"),
+        Ok(()) = tokio::signal::ctrl_c() => info!("Ctrl+C: shutting down"),
+    }
 }

@@ -55,6 +55,7 @@ pub struct Metrics {
     failures: Family<CategoryLabels, Counter>,
     duration: Histogram,
     sessions: Family<PhaseLabels, Gauge>,
+    leader: Gauge,
     resident_memory: Gauge,
     phases: Mutex<HashMap<String, Phase>>,
 }
@@ -82,6 +83,12 @@ impl Default for Metrics {
             "Debug sessions known to the operator, by phase",
             sessions.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "Whether this replica leads: holds the Lease and runs the controller (1), or stands by (0)",
+            leader.clone(),
+        );
         let resident_memory = Gauge::default();
         registry.register(
             "process_resident_memory_bytes",
@@ -95,6 +102,7 @@ impl Default for Metrics {
             failures,
             duration,
             sessions,
+            leader,
             phases: Mutex::default(),
         }
     }
@@ -142,6 +150,11 @@ impl Metrics {
         }
     }
 
+    /// Whether this replica leads: holds the Lease and runs the controller.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
     /// The metrics in Prometheus' text format.
     pub fn encode(&self) -> String {
         if let Some(rss) = resident_memory_bytes() {
@@ -168,28 +181,30 @@ fn resident_memory_bytes() -> Option<i64> {
     Some(kib * 1024)
 }
 
-/// Liveness and readiness of the controller.
+/// Liveness and readiness of a replica. Ready means it can serve the admission webhook,
+/// which every replica does: a standby that does not reconcile is Ready too (the Service
+/// sends it admission reviews). Whether it leads is the `shellcar_leader` gauge.
 #[derive(Default)]
 pub struct Health {
-    ready: AtomicBool,
     webhook_ready: AtomicBool,
     stopped: AtomicBool,
 }
 
 impl Health {
-    /// The watches have listed everything once.
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Relaxed);
-    }
-
     /// The admission webhook has its certificate and serves.
     pub fn set_webhook_ready(&self) {
         self.webhook_ready.store(true, Ordering::Relaxed);
     }
 
-    /// The controller loop ended; the process should be restarted.
+    /// The controller of the leader ended without being asked to; the process should be
+    /// restarted.
     pub fn set_stopped(&self) {
         self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Live: no controller has ended without being asked to.
+    pub fn is_live(&self) -> bool {
+        !self.stopped.load(Ordering::Relaxed)
     }
 }
 
@@ -204,25 +219,21 @@ async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
 }
 
 async fn livez(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
-    if health.stopped.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "controller stopped\n")
-    } else {
+    if health.is_live() {
         (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "controller stopped\n")
     }
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
-    if health.stopped.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "controller stopped\n")
-    } else if !health.webhook_ready.load(Ordering::Relaxed) {
+    if health.webhook_ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok\n")
+    } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "webhook certificate not ready\n",
         )
-    } else if !health.ready.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches not synced\n")
-    } else {
-        (StatusCode::OK, "ok\n")
     }
 }
 
@@ -276,5 +287,39 @@ mod tests {
             text.contains("shellcar_reconcile_duration_seconds_count 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_leader_gauge_follows_leadership() {
+        let m = Metrics::default();
+        let sample = |m: &Metrics| {
+            m.encode()
+                .lines()
+                .find_map(|l| l.strip_prefix("shellcar_leader ").map(str::to_owned))
+        };
+        assert_eq!(sample(&m).as_deref(), Some("0"));
+        m.set_leader(true);
+        assert_eq!(sample(&m).as_deref(), Some("1"));
+        m.set_leader(false);
+        assert_eq!(sample(&m).as_deref(), Some("0"));
+    }
+
+    #[tokio::test]
+    async fn ready_means_the_webhook_serves_whoever_leads() {
+        let health = Arc::new(Health::default());
+        let ready = |h: &Arc<Health>| readyz(State(h.clone()));
+        assert_eq!(ready(&health).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        // A standby never runs the controller, and is Ready as soon as its webhook is.
+        health.set_webhook_ready();
+        assert_eq!(ready(&health).await.0, StatusCode::OK);
+        assert_eq!(livez(State(health.clone())).await.0, StatusCode::OK);
+        // A leader whose controller ended is restarted (livez), not taken out of the
+        // webhook's Service (readyz).
+        health.set_stopped();
+        assert_eq!(
+            livez(State(health.clone())).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(ready(&health).await.0, StatusCode::OK);
     }
 }
