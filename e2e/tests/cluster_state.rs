@@ -156,6 +156,24 @@ async fn kept(cluster: &Cluster, namespace: &str, session: &str) -> Result<Kept>
     })
 }
 
+/// Each operator pod with its container restart count.
+async fn operator_restarts(cluster: &Cluster) -> Result<BTreeMap<String, i32>> {
+    Ok(cluster
+        .operator_pods()
+        .await?
+        .iter()
+        .map(|p| {
+            let restarts = p
+                .status
+                .iter()
+                .flat_map(|s| s.container_statuses.iter().flatten())
+                .map(|c| c.restart_count)
+                .sum();
+            (p.name_any(), restarts)
+        })
+        .collect())
+}
+
 #[tokio::test]
 async fn up_restarts_killed_components_over_the_kept_state() -> Result<()> {
     let (f, before) = Fixture::with_deployment("state", "web", 1).await?;
@@ -163,6 +181,7 @@ async fn up_restarts_killed_components_over_the_kept_state() -> Result<()> {
     f.workloads.assert_debugged("web", &[&container]).await?;
     let ns = f.ns().to_owned();
     let original = kept(&f.cluster, &ns, "kept").await?;
+    let operator_before = operator_restarts(&f.cluster).await?;
 
     // 1. The store and the API server die; everything else keeps running.
     let pids = running_pids().await?;
@@ -215,15 +234,20 @@ async fn up_restarts_killed_components_over_the_kept_state() -> Result<()> {
     let sessions = Sessions::new(&cluster, &ns);
     sessions.wait_active("kept").await?;
 
-    // Known gap (issue 12, item 4): an operator that ran through both restarts keeps
-    // failing its watches with "too old resource version" and does not see the session's
-    // deletion; replacing its pods does. Until that is fixed, the replicas are replaced
-    // here, so that this test checks what `up` keeps and not that.
-    let killed = cluster.kill_operator().await?;
-    cluster.wait_operator_ready(&killed).await?;
+    // The operator rode out both outages: the same processes, none restarted (no crash
+    // loop), and they serve the session again: their watches resumed, so deleting the
+    // session restores the template.
+    assert_eq!(
+        operator_restarts(&cluster).await?,
+        operator_before,
+        "operator pods and their restart counts"
+    );
     let workloads = Workloads::new(&cluster.client, &ns);
     workloads.assert_debugged("web", &[&container]).await?;
-    sessions.delete_and_wait_gone("kept").await?;
+    sessions.delete_and_wait_gone("kept").await.context(
+        "the operator, running since before the restarts, did not tear the session down: \
+         its watches must resume after the API server comes back",
+    )?;
     workloads.assert_restored("web", &before, 1).await?;
     Ok(())
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -62,11 +63,55 @@ where
     K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let store = store.clone();
-    controller.watches(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default(),
-        move |obj| sessions_targeting(&store, kind, &obj),
-    )
+    controller.watches(Api::<K>::all(client.clone()), watch_config(), move |obj| {
+        sessions_targeting(&store, kind, &obj)
+    })
+}
+
+/// How long the API server keeps one watch open before the watcher opens the next. Short,
+/// so that a watch whose connection died silently (an API server killed and restarted)
+/// is noticed within about this long, not after the default of almost five minutes.
+const WATCH_TIMEOUT_SECONDS: u32 = 30;
+
+/// Every watch of the controller: lists read from etcd (a restarted API server's cache
+/// starts empty), watches renewed every [`WATCH_TIMEOUT_SECONDS`].
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS)
+}
+
+/// Retries of a failed watch: from half a second, doubling, to at most five seconds. The
+/// default grows to 30 s during an API server outage, so watches came back up to a minute
+/// after the API server did; a session deleted meanwhile waited that long.
+#[derive(Clone, Debug)]
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(5);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        Some(delay)
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// Sessions named by the annotations of a debugged pod.
@@ -101,7 +146,8 @@ pub async fn run(
     let recorder = Recorder::new(client.clone(), reporter);
     let ctx = Arc::new(Context::new(client.clone(), recorder, policy, metrics));
 
-    let controller = Controller::new(sessions, watcher::Config::default());
+    let controller =
+        Controller::new(sessions, watch_config()).trigger_backoff(WatchBackoff::default());
     let store = controller.store();
     let ready_store = store.clone();
     tokio::spawn(async move {
@@ -122,7 +168,7 @@ pub async fn run(
 
     let controller = controller.watches(
         Api::<Pod>::all(client.clone()),
-        watcher::Config::default().labels(naming::DEBUGGED_LABEL),
+        watch_config().labels(naming::DEBUGGED_LABEL),
         |pod| sessions_of_pod(&pod),
     );
     let controller =
@@ -158,6 +204,19 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_retries_double_to_five_seconds_and_start_over_on_reset() {
+        let mut backoff = WatchBackoff::default();
+        let delays: Vec<u64> = backoff
+            .by_ref()
+            .take(6)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), Some(Duration::from_millis(500)));
+    }
 
     #[test]
     fn pods_map_to_the_sessions_their_annotations_name() {
