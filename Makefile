@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CLUSTER := e2e/cluster
 E2E_THREADS ?= 3
 
-.PHONY: help run test unit e2e bench cluster-up cluster-down deploy crds lint fmt
+.PHONY: help run test unit e2e bench chaos cluster-up cluster-down deploy crds lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,6 +24,11 @@ e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if n
 bench: cluster-up deploy ## Benchmark on the local cluster: latency, throughput, memory (prints numbers)
 	cargo bench --locked -p shellcar-e2e --no-run
 	$(CLUSTER) exec -- cargo bench --locked -p shellcar-e2e --bench sessions
+
+CHAOS_LIFECYCLES ?= 100
+chaos: cluster-up deploy ## 100 session lifecycles with the leader SIGKILLed at random (make test runs 20)
+	cargo test --locked -p shellcar-e2e --test chaos --no-run
+	$(CLUSTER) exec -- env SHELLCAR_CHAOS_LIFECYCLES=$(CHAOS_LIFECYCLES) cargo test --locked -p shellcar-e2e --test chaos -- --nocapture
 
 cluster-up: ## Build (cached) and start the local cluster
 	$(CLUSTER) up
