@@ -470,23 +470,13 @@ impl KubeIo {
             &naming::container_name(&name),
             &plan.image,
         );
-        let target_container = target
-            .container
-            .clone()
-            .or_else(|| {
-                pod.spec
-                    .as_ref()?
-                    .containers
-                    .first()
-                    .map(|c| c.name.clone())
-            })
-            .unwrap_or_default();
         let deadline = jiff::Timestamp::now().as_second()
             + i64::try_from(plan.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let mut container = ephemeral::container(&base, &target_container, deadline);
-        if !self.capabilities.ephemeral_security_context {
-            container.security_context = None;
-        }
+        let wanted = target.container.as_deref();
+        let container = match ephemeral::for_pod(&base, &pod, wanted, deadline, self.capabilities) {
+            Ok(container) => container,
+            Err(invalid) => return Ok(DryRun::Rejected(invalid.to_string())),
+        };
         let legacy = self.capabilities.legacy_ephemeral_api;
         outcome(
             ephemeral::write(&self.client, &pod, &container, legacy, true)

@@ -183,6 +183,23 @@ fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, Invalid> 
     Ok(name.to_owned())
 }
 
+/// The ephemeral debugger for `pod`, built from `base`, aimed at container `wanted` (or the
+/// pod's first), stopping itself at Unix time `deadline`, in the shape the API server
+/// takes: without a securityContext where it refuses one.
+pub(crate) fn for_pod(
+    base: &Container,
+    pod: &Pod,
+    wanted: Option<&str>,
+    deadline: i64,
+    caps: crate::context::Capabilities,
+) -> Result<EphemeralContainer, Invalid> {
+    let mut added = container(base, &target_container(pod, wanted)?, deadline);
+    if !caps.ephemeral_security_context {
+        added.security_context = None;
+    }
+    Ok(added)
+}
+
 /// Adds an ephemeral debugger to each selected running pod of the target.
 pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     let Some((target, pods)) = target_pods(&req.ctx.client, req.ns, req.target()).await? else {
@@ -201,8 +218,9 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     let mut notes = Vec::new();
     for pod in &pods {
         let pod_name = pod.name_any();
-        let aimed_at = match target_container(pod, req.target().container.as_deref()) {
-            Ok(name) => name,
+        let wanted = req.target().container.as_deref();
+        let added = match for_pod(&base, pod, wanted, req.expires_at.as_second(), req.caps) {
+            Ok(added) => added,
             Err(invalid) => return Ok(invalid.into()),
         };
         // The marked pod, not the one read before: the legacy body carries its
@@ -235,10 +253,6 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             }
             State::Absent => {}
             _ => continue,
-        }
-        let mut added = container(&base, &aimed_at, req.expires_at.as_second());
-        if !req.caps.ephemeral_security_context {
-            added.security_context = None;
         }
         if let Some(refusal) = add(req, pod, &added).await? {
             return Ok(refusal.into());
