@@ -19,6 +19,7 @@ pub mod kubectl;
 pub mod leader;
 pub mod namespace;
 pub mod pod;
+pub mod policy;
 pub mod scenario;
 pub mod session;
 pub mod wait;

@@ -1,4 +1,5 @@
-//! Command line: `run` the controller, print the `crd`s, `attach` to a session.
+//! Command line: `run` the controller, print the `crd`s, `attach` to a session, `approve`
+//! or `reject` one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,6 +24,10 @@ pub enum Command {
     Crd,
     /// Wait until a DebugSession is Ready, then attach a terminal to its debugger.
     Attach(AttachArgs),
+    /// Show a DebugSession that awaits approval, and approve it.
+    Approve(DecideArgs),
+    /// Show a DebugSession that awaits approval, and reject it.
+    Reject(DecideArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +112,21 @@ pub struct AttachArgs {
     pub print: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// Name of the DebugSession.
+    pub name: String,
+    /// Namespace of the DebugSession; default: the kubeconfig's.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Why, in your words; recorded in the session's spec.approval.
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Decide without asking first (needed when stdin is not a terminal).
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +148,49 @@ mod tests {
         assert!(Cli::try_parse_from(["shellcar", "run", "--leader-elect", "false"]).is_err());
         assert_eq!(run_args(&[]).lease_name, "shellcar-controller");
         assert_eq!(run_args(&["--lease-name=other"]).lease_name, "other");
+    }
+
+    #[test]
+    fn approve_and_reject_take_a_name_and_ask_by_default() {
+        let cli = Cli::try_parse_from(["shellcar", "approve", "web-debug"]).unwrap();
+        let Command::Approve(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.name, "web-debug");
+        assert_eq!(args.namespace, None);
+        assert_eq!(args.reason, "");
+        assert!(!args.yes);
+
+        let cli = Cli::try_parse_from([
+            "shellcar",
+            "reject",
+            "web-debug",
+            "-n",
+            "shop",
+            "--reason",
+            "not during the sale",
+            "-y",
+        ])
+        .unwrap();
+        let Command::Reject(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.name, "web-debug");
+        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        assert_eq!(args.reason, "not during the sale");
+        assert!(args.yes);
+
+        let cli = Cli::try_parse_from(["shellcar", "approve", "--yes", "x", "--namespace=a"]);
+        let Command::Approve(args) = cli.unwrap().command else {
+            panic!("parsed as another command");
+        };
+        assert!(args.yes);
+        assert_eq!(args.namespace.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn approve_needs_a_name() {
+        assert!(Cli::try_parse_from(["shellcar", "approve"]).is_err());
+        assert!(Cli::try_parse_from(["shellcar", "reject", "-y"]).is_err());
     }
 }

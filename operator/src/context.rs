@@ -2,20 +2,21 @@
 //! metrics, the backoff state, and what the cluster can do (discovered once). Also the
 //! reconcile [`Error`], its stable categories, and publishing Events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer;
-use kube::runtime::reflector::ObjectRef;
-use kube::{Client, Resource};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::OnceCell;
 use tracing::warn;
 
 use crate::access::{self, AccessCache};
-use crate::crd::{DebugSession, TargetKind};
+use crate::crd::{DebugPolicy, DebugSession, TargetKind};
 use crate::telemetry::Metrics;
 use crate::workload;
 
@@ -35,8 +36,8 @@ pub struct Policy {
     pub default_image: String,
     /// Longest ttl a session may ask for.
     pub max_ttl: Duration,
-    /// Images a debugger may use, as prefixes that end on a `/` or `:` boundary; empty
-    /// allows every image.
+    /// Images a debugger may use, as prefixes that end on a `/` or `:` boundary, where no
+    /// DebugPolicy names its own; empty allows every image.
     pub allowed_images: Vec<String>,
 }
 
@@ -122,6 +123,8 @@ pub enum Error {
     Discovery(#[source] kube::Error),
     #[error("asking the API server what the requester may do")]
     Access(#[source] access::Error),
+    #[error("namespace {namespace} is not in the watch cache yet")]
+    NamespaceUnknown { namespace: String },
     #[error("managing the finalizer")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
 }
@@ -141,6 +144,7 @@ impl Error {
             Error::Exec { .. } => "ExecFailed",
             Error::Discovery(_) => "DiscoveryFailed",
             Error::Access(_) => "AccessReviewFailed",
+            Error::NamespaceUnknown { .. } => "NamespaceNotCached",
             Error::Finalizer(_) => "FinalizerFailed",
         }
     }
@@ -172,11 +176,33 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 /// ends the session within this time plus [`crate::reconcile`]'s recheck period.
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// What the reconciler reads from watch caches instead of asking the API server.
+#[derive(Clone)]
+pub struct Caches {
+    /// Every DebugPolicy.
+    pub policies: Store<DebugPolicy>,
+    /// Every Namespace: its labels select policies and name its Pod Security level.
+    pub namespaces: Store<Namespace>,
+}
+
+impl Caches {
+    /// The labels of namespace `ns`.
+    pub fn namespace_labels(&self, ns: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.namespaces
+            .get(&ObjectRef::new(ns))
+            .map(|n| n.labels().clone())
+            .ok_or_else(|| Error::NamespaceUnknown {
+                namespace: ns.to_owned(),
+            })
+    }
+}
+
 /// What every reconciliation shares.
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub policy: Policy,
+    pub caches: Caches,
     pub metrics: Arc<Metrics>,
     /// Recent answers of SubjectAccessReviews, so that a settled session costs none.
     pub access: AccessCache,
@@ -187,11 +213,18 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, policy: Policy, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        policy: Policy,
+        caches: Caches,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Context {
             client,
             recorder,
             policy,
+            caches,
             metrics,
             access: AccessCache::new(ACCESS_CACHE_TTL),
             failures: Mutex::default(),

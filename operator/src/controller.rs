@@ -7,20 +7,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::utils::Backoff;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::context::{Context, Policy, error_chain};
-use crate::crd::{DebugSession, TargetKind};
-use crate::naming;
+use crate::context::{Caches, Context, Policy, error_chain};
+use crate::crd::{DebugPolicy, DebugSession, TargetKind};
 use crate::reconcile;
+use crate::{naming, policy};
 use crate::telemetry::Metrics;
 
 /// Errors that stop the controller from starting.
@@ -144,7 +144,33 @@ pub async fn run(
         instance: std::env::var("POD_NAME").ok(),
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Arc::new(Context::new(client.clone(), recorder, policy, metrics));
+    // Policies and namespaces come from watch caches: a reconcile reads them without a
+    // request, and a changed policy wakes every session to judge it again.
+    let (policies, policy_writer) = reflector::store::<DebugPolicy>();
+    let (namespaces, namespace_writer) = reflector::store::<Namespace>();
+    let (policy_changed, policy_changes) = futures::channel::mpsc::channel::<()>(1);
+    let policy_watch = reflector(
+        policy_writer,
+        watcher(Api::<DebugPolicy>::all(client.clone()), watch_config()),
+    )
+    .backoff(WatchBackoff::default())
+    .touched_objects()
+    .for_each(move |_| {
+        // A full channel already holds a wake-up for every session.
+        let _ = policy_changed.clone().try_send(());
+        std::future::ready(())
+    });
+    let namespace_watch = reflector(
+        namespace_writer,
+        watcher(Api::<Namespace>::all(client.clone()), watch_config()),
+    )
+    .backoff(WatchBackoff::default())
+    .for_each(|_| std::future::ready(()));
+    let caches = Caches {
+        policies: policies.clone(),
+        namespaces: namespaces.clone(),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), recorder, policy, caches, metrics));
 
     let controller =
         Controller::new(sessions, watch_config()).trigger_backoff(WatchBackoff::default());
@@ -179,7 +205,53 @@ pub async fn run(
     let controller =
         watch_targets::<ReplicaSet>(controller, &client, &store, TargetKind::ReplicaSet);
 
-    info!("controller started");
+    let controller = controller.reconcile_all_on(policy_changes);
+    let policy_status = Controller::new(Api::<DebugPolicy>::all(client.clone()), watch_config())
+        .trigger_backoff(WatchBackoff::default())
+        .run(policy::status::reconcile, policy::status::error_policy, ctx.clone())
+        .for_each(|_| std::future::ready(()));
+
+    let sessions = async move {
+        // No session is judged before every policy and namespace is known: an empty
+        // cache would read as "no policy", and revoke what a policy allows.
+        wait_until_ready(&policies).await;
+        wait_until_ready(&namespaces).await;
+        info!("controller started");
+        run_sessions(controller, stop, ctx).await;
+    };
+    // The watches feed the caches as long as the session controller runs.
+    tokio::select! {
+        () = sessions => {}
+        () = policy_watch => warn!("the DebugPolicy watch ended"),
+        () = namespace_watch => warn!("the Namespace watch ended"),
+        () = policy_status => warn!("the DebugPolicy status controller ended"),
+    }
+    info!("controller stopped");
+    Ok(())
+}
+
+/// Waits until `store` holds a full list. The readiness signal wakes only one waiter (a
+/// oneshot inside kube-runtime), so ask again each second.
+async fn wait_until_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) =
+            tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await
+        {
+            return result.is_ok();
+        }
+    }
+}
+
+/// Runs the session controller until `stop`, then lets the reconciliations under way end.
+async fn run_sessions(
+    controller: Controller<DebugSession>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+    ctx: Arc<Context>,
+) {
     controller
         .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
@@ -197,8 +269,6 @@ pub async fn run(
             }
         })
         .await;
-    info!("controller stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, header};
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
-use crate::context::{Context, Error, Policy};
-use crate::crd::{DebugSession, DebugSessionStatus, Mode, Phase, Requester, TargetKind};
+use crate::context::{Caches, Context, Error, Policy};
+use crate::crd::{DebugPolicy, DebugSession, DebugSessionStatus, Mode, Phase, Requester, TargetKind};
 use crate::naming;
 use crate::reconcile::{error_policy, reconcile};
 use crate::status::{self, EXPIRED, INJECTED, READY, STALLED};
@@ -243,6 +245,21 @@ impl ApiServer {
     }
 }
 
+/// Watch caches holding namespace `shop` (no labels) and no DebugPolicy, both synced.
+fn caches() -> Caches {
+    let (policies, mut policy_writer) = reflector::store::<DebugPolicy>();
+    let (namespaces, mut namespace_writer) = reflector::store::<Namespace>();
+    let mut shop = Namespace::default();
+    shop.metadata.name = Some(NS.to_owned());
+    namespace_writer.apply_watcher_event(&watcher::Event::InitApply(shop));
+    namespace_writer.apply_watcher_event(&watcher::Event::InitDone);
+    policy_writer.apply_watcher_event(&watcher::Event::InitDone);
+    Caches {
+        policies,
+        namespaces,
+    }
+}
+
 /// A client talking to a mock API server, and the context built on it.
 fn context() -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
@@ -257,7 +274,7 @@ fn context() -> (Arc<Context>, ApiServer) {
         max_ttl: Duration::from_secs(24 * 3600),
         allowed_images: Vec::new(),
     };
-    let ctx = Context::new(client, recorder, policy, Arc::new(Metrics::default()));
+    let ctx = Context::new(client, recorder, policy, caches(), Arc::new(Metrics::default()));
     (Arc::new(ctx), ApiServer(handle))
 }
 

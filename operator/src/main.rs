@@ -6,6 +6,7 @@ use clap::Parser;
 use shellcar::admission;
 use shellcar::cli::{Cli, Command, RunArgs};
 use shellcar::context::Policy;
+use shellcar::crd::Decision;
 use shellcar::leader::{self, Election};
 use shellcar::telemetry::{self, Health, Metrics};
 use tokio::signal::unix::{SignalKind, signal};
@@ -20,6 +21,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Attach(args) => {
             let code = shellcar::attach::attach(args).await?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Approve(args) => {
+            let code = shellcar::approve::decide(Decision::Approved, args).await?;
+            Ok(ExitCode::from(code))
+        }
+        Command::Reject(args) => {
+            let code = shellcar::approve::decide(Decision::Rejected, args).await?;
             Ok(ExitCode::from(code))
         }
         Command::Run(args) => run(*args).await.map(|()| ExitCode::SUCCESS),

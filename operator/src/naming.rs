@@ -35,6 +35,18 @@ pub const REQUESTER_ANNOTATION_PREFIX: &str = "requester.shellcar.dev/";
 /// Label that the Label teardown policy leaves on a pod with a stopped ephemeral debugger.
 pub const EPHEMERAL_DEBUGGED_LABEL: &str = "debug.shellcar.dev/ephemeral-debugged";
 
+/// Annotation an approver puts on a DebugSession to approve it; its value is the reason.
+/// The admission webhook checks the approver, records `spec.approval` and removes it.
+pub const APPROVE_ANNOTATION: &str = "debug.shellcar.dev/approve";
+
+/// Annotation an approver puts on a DebugSession to reject it; its value is the reason.
+pub const REJECT_ANNOTATION: &str = "debug.shellcar.dev/reject";
+
+/// What `status.policy` says when no DebugPolicy selects the namespace and the built-in
+/// default admitted the session. Not a valid object name, so no policy can be mistaken
+/// for it.
+pub const BUILT_IN_POLICY: &str = "(built-in)";
+
 /// Eight hex digits of SHA-256 of `s`.
 fn short_hash(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());

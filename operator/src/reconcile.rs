@@ -14,8 +14,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{instrument, warn};
 
-use crate::access;
+use crate::approval::{self, Gate};
 use crate::context::{Context, Error, error_chain};
+use crate::policy::{self, Admitted};
+use crate::{access, exposure, podsecurity, workload};
 use crate::crd::{DebugSession, DebugSessionStatus, Phase};
 use crate::modes::{self, Ending, Outcome, Request};
 use crate::status::{self, Facts, Situation};
@@ -85,6 +87,8 @@ fn facts(session: &DebugSession, old: &DebugSessionStatus, situation: Situation)
         requester: session.spec.requester.as_ref().map(|r| r.username.clone()),
         situation,
         leftovers: Vec::new(),
+        policy: None,
+        exposure: Vec::new(),
     }
 }
 
@@ -109,6 +113,40 @@ async fn authorize(
     }
 }
 
+/// The policy that admits the session, or the refusal: a DebugPolicy (or the built-in
+/// default where none selects the namespace) must allow it, and the namespace's Pod
+/// Security level its profile. Read from watch caches: no request.
+fn govern(
+    session: &DebugSession,
+    plan: &Plan,
+    ns: &str,
+    ctx: &Context,
+    old: &DebugSessionStatus,
+) -> Result<Result<Admitted, Invalid>, Error> {
+    let labels = ctx.caches.namespace_labels(ns)?;
+    let policies = ctx.caches.policies.state();
+    // The limit of live sessions applies when a session is created (by the webhook).
+    let ask = policy::Ask::of(&session.spec, plan.mode, &plan.image, plan.ttl, None);
+    let admitted = match policy::admit(&policies, ns, &labels, &ask, &ctx.policy) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            let message = refusal.to_string();
+            // A session that some policy admitted before has lost it.
+            return Ok(Err(if old.policy.is_some() {
+                Invalid::PolicyRevoked { message }
+            } else {
+                Invalid::PolicyDenied { message }
+            }));
+        }
+    };
+    if let Err(forbidden) = podsecurity::check(ns, &labels, session.spec.debugger.profile) {
+        return Ok(Err(Invalid::PodSecurity {
+            message: forbidden.to_string(),
+        }));
+    }
+    Ok(Ok(admitted))
+}
+
 fn refused(invalid: &Invalid) -> Situation {
     Situation::Refused {
         reason: invalid.reason(),
@@ -116,7 +154,51 @@ fn refused(invalid: &Invalid) -> Situation {
     }
 }
 
-/// The session's debugger should be in place (unless refused or expired).
+/// Ends a session that may not go on: its debugger is removed and status says why.
+async fn refuse(
+    session: &DebugSession,
+    ns: &str,
+    ctx: &Context,
+    old: &DebugSessionStatus,
+    mut facts: Facts,
+    invalid: &Invalid,
+) -> Result<Action, Error> {
+    facts.situation = refused(invalid);
+    let left = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
+    facts.leftovers.extend(left);
+    write_status(session, ns, ctx, old, facts).await?;
+    Ok(Action::await_change())
+}
+
+/// The session waits for approval until `due`: nothing of it may be in place meanwhile,
+/// and status shows approvers what the debugger would be able to read.
+async fn await_approval(
+    session: &DebugSession,
+    ns: &str,
+    ctx: &Context,
+    old: &DebugSessionStatus,
+    mut facts: Facts,
+    due: jiff::Timestamp,
+) -> Result<Action, Error> {
+    // A policy that came to require approval for a running session stops it first.
+    if old.started_at.is_some() && old.ended_at.is_none() {
+        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
+    }
+    let target = &session.spec.target;
+    facts.exposure = workload::pod_spec(&ctx.client, ns, target.kind, &target.name)
+        .await?
+        .as_ref()
+        .map(exposure::report)
+        .unwrap_or_default();
+    let policy = facts.policy.clone().unwrap_or_default();
+    facts.expires_at = None;
+    facts.situation = Situation::AwaitingApproval { policy, due };
+    write_status(session, ns, ctx, old, facts).await?;
+    let wait = ttl::remaining(now(), due).unwrap_or_default();
+    Ok(Action::requeue(wait.min(AUTHORIZATION_RECHECK)))
+}
+
+/// The session's debugger should be in place (unless refused, unapproved or expired).
 async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let old = session.status.clone().unwrap_or_default();
     // An expired session is an audit record: nothing more happens to it.
@@ -131,19 +213,44 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         Err(invalid) => {
             let mut facts = facts(session, &old, refused(&invalid));
             facts.expires_at = None;
-            facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
-            write_status(session, ns, ctx, &old, facts).await?;
-            return Ok(Action::await_change());
+            return refuse(session, ns, ctx, &old, facts, &invalid).await;
         }
     };
     let mut facts = facts(session, &old, Situation::Expired);
     facts.mode = Some(plan.mode.into());
+
+    // policy: a DebugPolicy admits it, Pod Security allows it, and it is approved if need be
+    let admitted = match govern(session, &plan, ns, ctx, &old)? {
+        Ok(admitted) => admitted,
+        Err(invalid) => return refuse(session, ns, ctx, &old, facts, &invalid).await,
+    };
+    facts.policy = Some(admitted.policy.clone());
     let created = session
         .metadata
         .creation_timestamp
         .as_ref()
         .map_or(facts.now, |t| t.0);
-    let expires_at = ttl::expires_at(created, plan.ttl);
+    let start = match approval::gate(&admitted, session.spec.approval.as_ref(), created, facts.now)
+    {
+        Gate::Open { start } => start,
+        Gate::Awaiting { due } => {
+            return await_approval(session, ns, ctx, &old, facts, due).await;
+        }
+        Gate::Closed(invalid) => return refuse(session, ns, ctx, &old, facts, &invalid).await,
+    };
+    if old.phase == Some(Phase::AwaitingApproval)
+        && let Some(approval) = &session.spec.approval
+    {
+        let why = if approval.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", approval.reason)
+        };
+        let note = format!("approved by {}{why}", approval.approver);
+        ctx.publish(session, EventType::Normal, "Approved", note).await;
+    }
+
+    let expires_at = ttl::expires_at(start, plan.ttl);
     facts.expires_at = Some(expires_at);
     let Some(remaining) = ttl::remaining(facts.now, expires_at) else {
         facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
@@ -155,10 +262,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
 
     // authorize: nothing the requester could not do directly, checked before each change
     if let Some(refusal) = authorize(session, &plan, ns, ctx).await? {
-        facts.situation = refused(&refusal);
-        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
-        write_status(session, ns, ctx, &old, facts).await?;
-        return Ok(Action::await_change());
+        return refuse(session, ns, ctx, &old, facts, &refusal).await;
     }
 
     // A session whose mode changed starts again from a clean target.
@@ -190,8 +294,14 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
 
     // status
     let action = match outcome {
-        Outcome::Applied { target, pods, note } => {
+        Outcome::Applied {
+            target,
+            pods,
+            note,
+            exposure,
+        } => {
             facts.target = Some(target);
+            facts.exposure = exposure;
             facts.situation = Situation::Injected { pods, note };
             Action::requeue(remaining.min(AUTHORIZATION_RECHECK))
         }
@@ -207,10 +317,8 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         }
         Outcome::Refused(invalid) => {
             // Added to what a change of mode may already have left behind above.
-            let left = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
-            facts.leftovers.extend(left);
-            facts.situation = refused(&invalid);
-            at_expiry
+            refuse(session, ns, ctx, &old, facts, &invalid).await?;
+            return Ok(at_expiry);
         }
     };
     write_status(session, ns, ctx, &old, facts).await?;
@@ -260,6 +368,9 @@ async fn write_status(
     .await
     .map_err(Error::Status)?;
     if let Some(t) = status::transition(old, &new) {
+        if new.phase == Some(Phase::Failed) {
+            ctx.metrics.refused(&t.reason);
+        }
         let type_ = if t.warning {
             EventType::Warning
         } else {

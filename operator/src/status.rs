@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::crd::{DebugPod, DebugSessionStatus, Mode, Phase, ResolvedTarget};
+use crate::crd::{DebugPod, DebugSessionStatus, Exposure, Mode, Phase, ResolvedTarget};
 use crate::naming;
 
 /// Condition types that every status carries.
@@ -30,6 +30,9 @@ pub enum Situation {
     },
     /// The target does not exist (yet, or any more).
     TargetMissing { message: String },
+    /// The admitting policy requires approval and nobody has decided yet; nothing is
+    /// changed until then.
+    AwaitingApproval { policy: String, due: Timestamp },
     /// The debugger is in the target's template; `pods` run (or will run) it.
     Injected {
         pods: Vec<DebugPod>,
@@ -56,6 +59,10 @@ pub struct Facts {
     pub situation: Situation,
     /// What teardown left behind (added to what earlier teardowns reported).
     pub leftovers: Vec<String>,
+    /// The policy that admits the session, once one was judged.
+    pub policy: Option<String>,
+    /// What the debugger can read in the target's pods.
+    pub exposure: Vec<Exposure>,
 }
 
 /// The conditions of one status being built: sets each one, keeping its transition time
@@ -171,6 +178,17 @@ impl Verdict {
                     message,
                 }
             }
+            Situation::AwaitingApproval { policy, due } => quiet(
+                Phase::AwaitingApproval,
+                "AwaitingApproval",
+                "AwaitingApproval",
+                format!(
+                    "policy {policy} requires approval before the debugger is added to {target}; \
+                     waiting until {due} for someone who may approve debugsessions to run \
+                     `shellcar approve` (or annotate the session with {})",
+                    naming::APPROVE_ANNOTATION
+                ),
+            ),
             Situation::Expired => quiet(
                 Phase::Expired,
                 "Expired",
@@ -207,6 +225,13 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         started_at: old.started_at.clone(),
         expires_at: facts.expires_at.map(Time),
         leftovers: old.leftovers.clone(),
+        policy: facts.policy.or_else(|| old.policy.clone()),
+        // Kept once the target is gone, as a record of what the session could read.
+        exposure: if facts.exposure.is_empty() {
+            old.exposure.clone()
+        } else {
+            facts.exposure.into_iter().take(MAX_STATUS_EXPOSURE).collect()
+        },
         ..Default::default()
     };
     for line in facts.leftovers {
@@ -291,6 +316,7 @@ pub fn transition(old: &DebugSessionStatus, new: &DebugSessionStatus) -> Option<
         .map(|c| c.reason.clone())
         .unwrap_or_else(|| phase.as_str().to_owned());
     let reason = match phase {
+        Phase::AwaitingApproval => "AwaitingApproval".to_owned(),
         Phase::Injecting => "Injected".to_owned(),
         Phase::Active => "Active".to_owned(),
         _ => reason,
@@ -301,6 +327,9 @@ pub fn transition(old: &DebugSessionStatus, new: &DebugSessionStatus) -> Option<
         note: new.message.clone().unwrap_or_default(),
     })
 }
+
+/// Most containers `status.exposure` lists (the CRD's bound).
+pub const MAX_STATUS_EXPOSURE: usize = 32;
 
 /// Most pods `status.pods` lists, so that a session on a large DaemonSet or Deployment
 /// keeps a status of bounded size.
@@ -372,6 +401,8 @@ mod tests {
             requester: None,
             situation,
             leftovers: vec![],
+            policy: None,
+            exposure: vec![],
         }
     }
 

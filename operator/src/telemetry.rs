@@ -44,6 +44,11 @@ struct CategoryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: String,
 }
@@ -53,6 +58,7 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Counter,
     failures: Family<CategoryLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
     duration: Histogram,
     sessions: Family<PhaseLabels, Gauge>,
     leader: Gauge,
@@ -65,6 +71,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("shellcar");
         let reconciles = Counter::default();
         let failures = Family::<CategoryLabels, Counter>::default();
+        let refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Sessions refused or ended early, by reason (PolicyDenied, Forbidden, NotApproved, ...)",
+            refusals.clone(),
+        );
         let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
         let sessions = Family::<PhaseLabels, Gauge>::default();
         registry.register("reconciles", "Reconciliations run", reconciles.clone());
@@ -100,6 +112,7 @@ impl Default for Metrics {
             registry,
             reconciles,
             failures,
+            refusals,
             duration,
             sessions,
             leader,
@@ -124,6 +137,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a session that went to Failed for `reason`.
+    pub fn refused(&self, reason: &str) {
+        self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
     /// Records the phase of session `key` (`None` once it is gone) and refreshes the gauge.
     pub fn session_phase(&self, key: String, phase: Option<Phase>) {
         let Ok(mut phases) = self.phases.lock() else {
@@ -135,6 +157,7 @@ impl Metrics {
         };
         for p in [
             Phase::Pending,
+            Phase::AwaitingApproval,
             Phase::Injecting,
             Phase::Active,
             Phase::Expired,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 /// Why a ttl was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TtlError {
     #[error("ttl {ttl:?} is not a duration such as 30m, 1h or 1h30m")]
     Malformed { ttl: String },

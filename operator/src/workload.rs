@@ -1,6 +1,6 @@
 //! The workloads a session can target, read through one dynamic code path.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ManagedFieldsEntry, OwnerReference,
 };
@@ -140,6 +140,30 @@ pub async fn fetch(
         source,
     })?;
     obj.map(|o| Workload::from_dynamic(kind, &o)).transpose()
+}
+
+/// The pod spec the debugger would join in `namespace`: a Pod target's own spec, a
+/// workload's template; `None` when the target does not exist (yet) or has no template.
+pub async fn pod_spec(
+    client: &Client,
+    namespace: &str,
+    kind: TargetKind,
+    name: &str,
+) -> Result<Option<PodSpec>, Error> {
+    if kind == TargetKind::Pod {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let pod = pods.get_opt(name).await.map_err(|source| Error::Kube {
+            kind,
+            name: name.to_owned(),
+            source,
+        })?;
+        return Ok(pod.and_then(|p| p.spec));
+    }
+    match fetch(client, namespace, kind, name).await {
+        Ok(found) => Ok(found.and_then(|w| w.template.spec)),
+        Err(Error::NoTemplate { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

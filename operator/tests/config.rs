@@ -30,11 +30,29 @@ fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml::Value 
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
+/// The operator's own ClusterRole (the others are for users and approvers).
+fn controller_role(docs: &[serde_yaml::Value]) -> &serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "shellcar-controller")
+        .expect("the ClusterRole shellcar-controller")
+}
+
 #[test]
 fn default_renders_crd_rbac_and_a_hardened_controller() {
     let docs = documents(&kustomize("config/default"));
-    let crd = find(&docs, "CustomResourceDefinition");
-    assert_eq!(crd["metadata"]["name"], "debugsessions.debug.shellcar.dev");
+    let mut crds: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    crds.sort();
+    assert_eq!(
+        crds,
+        [
+            "debugpolicies.debug.shellcar.dev",
+            "debugsessions.debug.shellcar.dev"
+        ]
+    );
 
     let deploy = find(&docs, "Deployment");
     assert_eq!(deploy["metadata"]["namespace"], "shellcar-system");
@@ -49,7 +67,7 @@ fn default_renders_crd_rbac_and_a_hardened_controller() {
     let binding = find(&docs, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], "shellcar-controller");
     assert_eq!(binding["subjects"][0]["namespace"], "shellcar-system");
-    let role = find(&docs, "ClusterRole");
+    let role = controller_role(&docs);
     let rules = role["rules"].as_sequence().unwrap();
     assert!(
         rules.iter().all(|r| r["verbs"]
@@ -99,7 +117,7 @@ fn the_webhook_fails_closed_for_sessions_only_and_its_rbac_names_it() {
         }
     }
     // The operator may patch exactly these two configurations, by name.
-    let role = find(&docs, "ClusterRole");
+    let role = controller_role(&docs);
     let rule = role["rules"]
         .as_sequence()
         .unwrap()

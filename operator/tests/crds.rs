@@ -1,12 +1,14 @@
-//! `crds/` is generated from the Rust types: it must equal what `shellcar crd` prints.
+//! `crds/` is generated from the Rust types: it must equal what `shellcar crd` writes.
 
 #[test]
 fn committed_crds_match_the_rust_types() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/debugsessions.yaml");
-    let committed = std::fs::read_to_string(path).expect("crds/debugsessions.yaml is missing");
-    let generated = shellcar::crds_yaml().unwrap();
-    assert!(
-        committed == generated,
-        "crds/ is out of date: run `make crds` (cargo run -- crd > crds/debugsessions.yaml)"
-    );
+    for (file, generated) in shellcar::crds().unwrap() {
+        let path = format!("{}/../crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        assert!(
+            committed == generated,
+            "crds/{file} is out of date: run `make crds` (shellcar crd --out-dir crds)"
+        );
+    }
 }

@@ -19,9 +19,10 @@ pub struct Changed {
     pub fields: Vec<String>,
 }
 
-/// Fields the update may change: `ttl`, and `requester`, which the mutating webhook
-/// restores from the stored object before this check runs.
-const MUTABLE: [&str; 2] = ["ttl", "requester"];
+/// Fields the update may change: `ttl`, and `requester` and `approval`, which the
+/// mutating webhook restores from the stored object (or records from a checked approver)
+/// before this check runs.
+const MUTABLE: [&str; 3] = ["ttl", "requester", "approval"];
 
 /// Checks that `new` differs from `old` in `ttl` at most.
 ///

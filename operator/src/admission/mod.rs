@@ -4,6 +4,7 @@
 //! The decisions are pure functions in [`requester`], [`immutable`], [`crate::access`] and
 //! [`warnings`]; [`server`] serves them over HTTPS with the certificate from [`tls`].
 
+pub mod approval;
 pub mod immutable;
 pub mod requester;
 pub mod server;

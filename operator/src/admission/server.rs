@@ -5,6 +5,7 @@
 //! The decisions ([`mutate`], [`validate`]) take their I/O through [`Io`], so they are
 //! tested with a fake; [`KubeIo`] is the real one.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +17,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum_server::tls_rustls::RustlsConfig;
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::{Client, Resource, ResourceExt};
@@ -26,14 +27,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::tls::ServingCert;
-use super::{immutable, requester, warnings};
+use super::{approval, immutable, requester, warnings};
 use crate::access::{self, Check};
 use crate::context::{Capabilities, Policy, error_chain};
 use crate::crd::Resolved;
-use crate::crd::{DebugSession, Requester, TargetKind};
+use crate::crd::{DebugPolicy, DebugSession, Phase, Requester};
 use crate::modes::{self, copy, ephemeral, sidecar};
-use crate::validate::{self, Plan};
-use crate::{debugger, naming, workload};
+use crate::validate::{self, Invalid, Plan};
+use crate::{debugger, naming, podsecurity, policy, workload};
 
 /// What the API server said to the dry run of the session's change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,12 +64,29 @@ pub trait Io: Send + Sync + 'static {
         session: &DebugSession,
     ) -> impl Future<Output = Result<Option<PodSpec>, kube::Error>> + Send;
 
+    /// What decides whether a session in `namespace` is allowed: the policies, the
+    /// namespace's labels, and how many live sessions it has.
+    fn surroundings(
+        &self,
+        namespace: &str,
+    ) -> impl Future<Output = Result<Surroundings, kube::Error>> + Send;
+
     /// The exact change the session would make, sent with `dryRun=All`.
     fn dry_run(
         &self,
         session: &DebugSession,
         plan: &Plan,
     ) -> impl Future<Output = Result<DryRun, kube::Error>> + Send;
+}
+
+/// What decides whether a session in a namespace is allowed, besides the session.
+#[derive(Clone, Debug, Default)]
+pub struct Surroundings {
+    pub policies: Vec<Arc<DebugPolicy>>,
+    /// The namespace's labels: they select policies and name its Pod Security level.
+    pub labels: BTreeMap<String, String>,
+    /// Sessions in the namespace not yet Expired, Ended or Failed (nor being deleted).
+    pub live_sessions: usize,
 }
 
 /// What the validating webhook needs besides its I/O: the operator's own policy and what
@@ -80,23 +98,71 @@ pub struct Webhook<I> {
 }
 
 /// `/mutate`: on CREATE, `spec.requester` is the user who sent the request; on UPDATE, it
-/// is what the stored object has.
-pub fn mutate(req: &AdmissionRequest<DebugSession>) -> AdmissionResponse {
+/// is what the stored object has. `spec.approval` is what the stored object has, unless
+/// the update carries an approver's annotation that passes [`approval::judge`] and a
+/// SubjectAccessReview: then it records their decision.
+pub async fn mutate<I: Io>(
+    webhook: &Webhook<I>,
+    req: &AdmissionRequest<DebugSession>,
+) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
     let ops = match (&req.operation, &req.object, &req.old_object) {
-        (Operation::Create, Some(_), _) => requester::stamp(&req.user_info),
-        (Operation::Update, Some(new), Some(old)) => requester::restore(&old.spec, &new.spec),
+        (Operation::Create, Some(new), _) => match approval::requested(new) {
+            Err(message) => return response.deny(message),
+            Ok(Some(_)) => {
+                return response.deny(
+                    "a session cannot be approved as it is created: its requester may not approve it; an approver annotates it once it is AwaitingApproval",
+                );
+            }
+            Ok(None) => requester::stamp(&req.user_info).and_then(|mut ops| {
+                ops.extend(approval::restore(None, new.spec.approval.as_ref())?);
+                Ok(ops)
+            }),
+        },
+        (Operation::Update, Some(new), Some(old)) => {
+            let decided = match approval::requested(new) {
+                Err(message) => return response.deny(message),
+                Ok(None) => approval::restore(old.spec.approval.as_ref(), new.spec.approval.as_ref()),
+                Ok(Some(request)) => match decide(webhook, req, old, &request).await {
+                    Ok(ops) => ops,
+                    Err(message) => return response.deny(message),
+                },
+            };
+            requester::restore(&old.spec, &new.spec).and_then(|mut ops| {
+                ops.extend(decided?);
+                Ok(ops)
+            })
+        }
         _ => return response,
     };
     let ops = match ops {
         Ok(ops) if ops.is_empty() => return response,
         Ok(ops) => ops,
-        Err(e) => return response.deny(format!("building the requester patch: {e}")),
+        Err(e) => return response.deny(format!("building the patch: {e}")),
     };
     match response.clone().with_patch(json_patch::Patch(ops)) {
         Ok(patched) => patched,
         Err(e) => response.deny(e),
     }
+}
+
+/// Checks the approver of `request` and returns the operations that record the decision,
+/// or the refusal.
+async fn decide<I: Io>(
+    webhook: &Webhook<I>,
+    req: &AdmissionRequest<DebugSession>,
+    old: &DebugSession,
+    request: &approval::Request,
+) -> Result<Result<Vec<json_patch::PatchOperation>, serde_json::Error>, String> {
+    let approver = requester::from_user_info(&req.user_info);
+    let namespace = req.namespace.clone().unwrap_or_default();
+    let check = approval::judge(request, old, &approver.username, &namespace)?;
+    match webhook.io.authorize(&approver, &[check]).await {
+        Ok(()) => {}
+        Err(access::Error::Denied(denied)) => return Err(denied.to_string()),
+        Err(e) => return Err(error_chain(&e)),
+    }
+    Ok(approval::record(request, &approver.username, jiff::Timestamp::now()))
 }
 
 /// The pure half of validating a CREATE: the session's plan and the permissions its
@@ -149,6 +215,18 @@ async fn validate_create<I: Io>(
             Ok(planned) => planned,
             Err(message) => return response.deny(message),
         };
+    let around = match webhook.io.surroundings(&namespace).await {
+        Ok(around) => around,
+        Err(e) => {
+            return response.deny(format!(
+                "reading the DebugPolicies and namespace {namespace}: {}",
+                error_chain(&e)
+            ));
+        }
+    };
+    if let Err(refusal) = govern(session, &plan, &namespace, &around, &webhook.policy) {
+        return response.deny(refusal.to_string());
+    }
     match webhook.io.authorize(&requester, &checks).await {
         Ok(()) => {}
         Err(access::Error::Denied(denied)) => return response.deny(denied),
@@ -181,6 +259,35 @@ async fn validate_create<I: Io>(
         Err(e) => tracing::warn!(error = %e, "reading the target for admission warnings"),
     }
     response
+}
+
+/// The refusal if no DebugPolicy (nor the built-in default) admits the session, or the
+/// namespace's Pod Security level forbids its profile: the reconciler's own rules, with the
+/// sessions limit, which applies only here, at creation.
+fn govern(
+    session: &DebugSession,
+    plan: &Plan,
+    namespace: &str,
+    around: &Surroundings,
+    defaults: &Policy,
+) -> Result<(), Invalid> {
+    let ask = policy::Ask::of(
+        &session.spec,
+        plan.mode,
+        &plan.image,
+        plan.ttl,
+        Some(around.live_sessions),
+    );
+    policy::admit(&around.policies, namespace, &around.labels, &ask, defaults).map_err(|r| {
+        Invalid::PolicyDenied {
+            message: r.to_string(),
+        }
+    })?;
+    podsecurity::check(namespace, &around.labels, session.spec.debugger.profile).map_err(|f| {
+        Invalid::PodSecurity {
+            message: f.to_string(),
+        }
+    })
 }
 
 /// What to answer a review whose object is not a DebugSession as the operator reads it.
@@ -239,9 +346,12 @@ fn reply(review: AdmissionReview<DynamicObject>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], body(&review))
 }
 
-async fn mutate_handler(body: Bytes) -> impl IntoResponse {
+async fn mutate_handler<I: Io>(
+    State(webhook): State<Arc<Webhook<I>>>,
+    body: Bytes,
+) -> impl IntoResponse {
     let response = match parse(&body, Unreadable::Allow) {
-        Ok(req) => mutate(&req),
+        Ok(req) => mutate(&webhook, &req).await,
         Err(invalid) => *invalid,
     };
     reply(response.into_review())
@@ -261,7 +371,7 @@ async fn validate_handler<I: Io>(
 /// The webhook's routes: `POST /mutate` and `POST /validate`.
 pub fn router<I: Io>(webhook: Arc<Webhook<I>>) -> Router {
     Router::new()
-        .route("/mutate", post(mutate_handler))
+        .route("/mutate", post(mutate_handler::<I>))
         .route("/validate", post(validate_handler::<I>))
         .with_state(webhook)
 }
@@ -499,17 +609,39 @@ impl Io for KubeIo {
         &self,
         session: &DebugSession,
     ) -> Result<Option<PodSpec>, kube::Error> {
-        let ns = Self::namespace(session);
         let target = &session.spec.target;
-        if target.kind == TargetKind::Pod {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-            return Ok(pods.get_opt(&target.name).await?.and_then(|p| p.spec));
-        }
-        match workload::fetch(&self.client, &ns, target.kind, &target.name).await {
-            Ok(found) => Ok(found.and_then(|w| w.template.spec)),
+        let ns = Self::namespace(session);
+        match workload::pod_spec(&self.client, &ns, target.kind, &target.name).await {
+            Ok(spec) => Ok(spec),
             Err(workload::Error::Kube { source, .. }) => Err(source),
             Err(workload::Error::NoTemplate { .. }) => Ok(None),
         }
+    }
+
+    async fn surroundings(&self, namespace: &str) -> Result<Surroundings, kube::Error> {
+        let policies = Api::<DebugPolicy>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await?;
+        let ns = Api::<Namespace>::all(self.client.clone()).get(namespace).await?;
+        let sessions = Api::<DebugSession>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await?;
+        let live_sessions = sessions
+            .items
+            .iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .filter(|s| {
+                !matches!(
+                    s.status.as_ref().and_then(|st| st.phase),
+                    Some(Phase::Expired | Phase::Ended | Phase::Failed)
+                )
+            })
+            .count();
+        Ok(Surroundings {
+            policies: policies.items.into_iter().map(Arc::new).collect(),
+            labels: ns.labels().clone(),
+            live_sessions,
+        })
     }
 
     async fn dry_run(&self, session: &DebugSession, plan: &Plan) -> Result<DryRun, kube::Error> {
@@ -534,6 +666,7 @@ mod tests {
         denied: Option<&'static str>,
         dry_run: Option<DryRun>,
         pod_spec: Option<PodSpec>,
+        around: Surroundings,
         asked: Mutex<Vec<String>>,
     }
 
@@ -566,6 +699,10 @@ mod tests {
 
         async fn dry_run(&self, _: &DebugSession, _: &Plan) -> Result<DryRun, kube::Error> {
             Ok(self.dry_run.clone().unwrap_or(DryRun::Accepted))
+        }
+
+        async fn surroundings(&self, _: &str) -> Result<Surroundings, kube::Error> {
+            Ok(self.around.clone())
         }
     }
 
@@ -633,13 +770,14 @@ mod tests {
         serde_json::from_slice(&bytes.0).unwrap()
     }
 
-    #[test]
-    fn mutate_stamps_on_create_and_restores_on_update() {
-        let created = as_json(mutate(&review(
+    #[tokio::test]
+    async fn mutate_stamps_on_create_and_restores_on_update() {
+        let webhook = webhook(FakeIo::default());
+        let created = as_json(mutate(&webhook, &review(
             "CREATE",
             session("{target: {kind: Deployment, name: app}, requester: {username: admin}}"),
             None,
-        )));
+        )).await);
         assert_eq!(created["allowed"], true);
         assert_eq!(created["patchType"], "JSONPatch");
         assert_eq!(
@@ -649,16 +787,16 @@ mod tests {
             }}])
         );
         let stored = session("{target: {kind: Deployment, name: app}, requester: {username: dev}}");
-        let updated = as_json(mutate(&review(
+        let updated = as_json(mutate(&webhook, &review(
             "UPDATE",
             session("{target: {kind: Deployment, name: app}, ttl: 2h}"),
             Some(stored.clone()),
-        )));
+        )).await);
         assert_eq!(
             patch_of(&updated),
             json!([{"op": "add", "path": "/spec/requester", "value": {"username": "dev"}}])
         );
-        let unchanged = as_json(mutate(&review("UPDATE", stored.clone(), Some(stored))));
+        let unchanged = as_json(mutate(&webhook, &review("UPDATE", stored.clone(), Some(stored))).await);
         assert!(unchanged.get("patch").is_none());
         assert_eq!(unchanged["uid"], "r-1");
     }
@@ -837,5 +975,161 @@ mod tests {
         .unwrap();
         let config = rustls_config(&cert).unwrap();
         assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+    }
+
+    /// A session of requester `dev` in phase `phase`, with `annotations`.
+    fn stored_in(phase: &str, annotations: Value) -> Value {
+        let mut s = session("{target: {kind: Deployment, name: app}, requester: {username: jane}}");
+        s["metadata"]["annotations"] = annotations;
+        s["status"] = json!({"phase": phase});
+        s
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_recorded_only_for_someone_else_with_the_verb() {
+        let annotated = json!({"debug.shellcar.dev/approve": "incident 42"});
+        // The reviewing user is "dev"; the requester is "jane".
+        let approving = webhook(FakeIo::default());
+        let response = as_json(
+            mutate(
+                &approving,
+                &review(
+                    "UPDATE",
+                    stored_in("AwaitingApproval", annotated.clone()),
+                    Some(stored_in("AwaitingApproval", json!({}))),
+                ),
+            )
+            .await,
+        );
+        assert_eq!(response["allowed"], true, "{response}");
+        let ops = patch_of(&response);
+        assert_eq!(ops[0]["path"], "/spec/approval");
+        assert_eq!(ops[0]["value"]["approver"], "dev");
+        assert_eq!(ops[0]["value"]["decision"], "Approved");
+        assert_eq!(ops[0]["value"]["reason"], "incident 42");
+        assert_eq!(
+            ops[1],
+            json!({"op": "remove", "path": "/metadata/annotations/debug.shellcar.dev~1approve"})
+        );
+        assert_eq!(
+            *approving.io.asked.lock().unwrap(),
+            ["approve debugsessions.debug.shellcar.dev \"dbg\""]
+        );
+
+        let without_verb = webhook(FakeIo {
+            denied: Some("debugsessions"),
+            ..Default::default()
+        });
+        let response = as_json(
+            mutate(
+                &without_verb,
+                &review(
+                    "UPDATE",
+                    stored_in("AwaitingApproval", annotated.clone()),
+                    Some(stored_in("AwaitingApproval", json!({}))),
+                ),
+            )
+            .await,
+        );
+        assert_eq!(response["allowed"], false);
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(r#"user "dev" may not approve debugsessions.debug.shellcar.dev "dbg""#),
+            "{response}"
+        );
+
+        // Created with the annotation: the requester would approve their own session.
+        let mut created = session("{target: {kind: Deployment, name: app}}");
+        created["metadata"]["annotations"] = annotated;
+        let response = as_json(mutate(&approving, &review("CREATE", created, None)).await);
+        assert_eq!(response["allowed"], false);
+    }
+
+    #[tokio::test]
+    async fn an_approval_written_by_hand_is_dropped() {
+        let webhook = webhook(FakeIo::default());
+        let mut forged = session("{target: {kind: Deployment, name: app}}");
+        forged["spec"]["approval"] =
+            json!({"decision": "Approved", "approver": "boss", "time": "2026-11-24T10:00:00Z"});
+        let response = as_json(mutate(&webhook, &review("CREATE", forged.clone(), None)).await);
+        let ops = patch_of(&response);
+        assert_eq!(ops[1], json!({"op": "remove", "path": "/spec/approval"}));
+        let stored = stored_in("AwaitingApproval", json!({}));
+        let mut update = stored.clone();
+        update["spec"]["approval"] = forged["spec"]["approval"].clone();
+        let response = as_json(mutate(&webhook, &review("UPDATE", update, Some(stored))).await);
+        assert_eq!(
+            patch_of(&response),
+            json!([{"op": "remove", "path": "/spec/approval"}])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_no_policy_allows_is_denied_with_the_rule_and_policy() {
+        let policy: DebugPolicy = serde_json::from_value(json!({
+            "apiVersion": "debug.shellcar.dev/v1alpha1",
+            "kind": "DebugPolicy",
+            "metadata": {"name": "prod"},
+            "spec": {"namespaceSelector": {"matchLabels": {"env": "prod"}}, "maxSessionsPerNamespace": 1},
+        }))
+        .unwrap();
+        let labels: BTreeMap<String, String> = [("env".to_owned(), "prod".to_owned())].into();
+        let webhook = webhook(FakeIo {
+            around: Surroundings {
+                policies: vec![Arc::new(policy)],
+                labels: labels.clone(),
+                live_sessions: 0,
+            },
+            ..Default::default()
+        });
+        let sysadmin =
+            "{target: {kind: Deployment, name: app}, requester: {username: dev}, debugger: {profile: SysAdmin}}";
+        let response = as_json(validate(&webhook, &review("CREATE", session(sysadmin), None)).await);
+        assert_eq!(response["allowed"], false);
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no DebugPolicy allows this session: profile SysAdmin is not allowed by policies [prod]"),
+            "{response}"
+        );
+        // Nothing was asked of the API server for a session no policy allows.
+        assert!(webhook.io.asked.lock().unwrap().is_empty());
+
+        let full = webhook_with(Surroundings {
+            policies: webhook.io.around.policies.clone(),
+            labels,
+            live_sessions: 1,
+        });
+        let response = as_json(validate(&full, &review("CREATE", session(STAMPED), None)).await);
+        assert!(
+            response["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the namespace already has 1 live sessions"),
+            "{response}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_pod_security_forbids_is_denied_naming_the_level() {
+        let webhook = webhook_with(Surroundings {
+            labels: [(podsecurity::ENFORCE_LABEL.to_owned(), "baseline".to_owned())].into(),
+            ..Default::default()
+        });
+        let response = as_json(validate(&webhook, &review("CREATE", session(STAMPED), None)).await);
+        assert_eq!(response["allowed"], false);
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(message.contains("\"baseline\""), "{message}");
+        assert!(message.contains("profiles that fit: Baseline, Restricted"), "{message}");
+    }
+
+    fn webhook_with(around: Surroundings) -> Webhook<FakeIo> {
+        webhook(FakeIo {
+            around,
+            ..Default::default()
+        })
     }
 }

@@ -13,7 +13,7 @@ use tracing::info;
 use super::{Outcome, Request, resolved, select, target_pods};
 use crate::context::Error;
 use crate::crd::TargetKind;
-use crate::naming;
+use crate::{exposure, naming};
 use crate::validate::Invalid;
 
 /// The copy of `source` for session `session`, named `name`, with `debugger` added and
@@ -86,10 +86,16 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
                 target,
                 pods: req.debug_pods().await?,
                 note: Some("the copied pod no longer exists".to_owned()),
+                exposure: Vec::new(),
             });
         }
         return Ok(req.missing());
     };
+    let exposure = pods
+        .first()
+        .and_then(|p| p.spec.as_ref())
+        .map(exposure::report)
+        .unwrap_or_default();
     match existing {
         Some(pod) if !is_copy_of(&pod, req.name, &req.container) => {
             return Ok(Invalid::NameConflict { pod: copy_name }.into());
@@ -130,6 +136,7 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
         target,
         pods: req.debug_pods().await?,
         note: None,
+        exposure,
     })
 }
 

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use super::{Outcome, Request, owns_fields, select, target_pods};
 use crate::context::{EPHEMERAL_SECURITY_CONTEXT_SINCE, Error, error_chain};
 use crate::crd::{EphemeralTeardown, TargetKind};
-use crate::naming;
+use crate::{exposure, naming};
 use crate::validate::{self, Invalid};
 
 /// Kills every other process in the caller's cgroup (the debugger container's), then
@@ -282,6 +282,11 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
         target,
         pods: debugged,
         note,
+        exposure: pods
+            .first()
+            .and_then(|p| p.spec.as_ref())
+            .map(exposure::report)
+            .unwrap_or_default(),
     })
 }
 

@@ -17,7 +17,9 @@ use kube::{Client, ResourceExt};
 
 use crate::context::{Capabilities, Context, Error};
 use crate::crd::Resolved;
-use crate::crd::{DebugPod, DebugSession, PodSelection, ResolvedTarget, Target, TargetKind};
+use crate::crd::{
+    DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetKind,
+};
 use crate::validate::{Invalid, MAX_PODS, Plan};
 use crate::{naming, status, workload};
 
@@ -77,6 +79,8 @@ pub enum Outcome {
         target: ResolvedTarget,
         pods: Vec<DebugPod>,
         note: Option<String>,
+        /// What the debugger can read in the pods it joins.
+        exposure: Vec<Exposure>,
     },
     /// The target (or a pod of it) is not there.
     Missing { message: String },

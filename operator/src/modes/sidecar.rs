@@ -15,7 +15,7 @@ use tracing::info;
 use super::{Outcome, Request, owns_fields, resolved};
 use crate::context::Error;
 use crate::crd::TargetKind;
-use crate::naming;
+use crate::{exposure, naming};
 use crate::validate::{self, Invalid};
 use crate::workload::{self, Rollout, Workload};
 
@@ -159,6 +159,12 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     let pods = req.debug_pods().await?;
     Ok(Outcome::Applied {
         note: rollout_note(&workload, pods.is_empty()),
+        exposure: workload
+            .template
+            .spec
+            .as_ref()
+            .map(exposure::report)
+            .unwrap_or_default(),
         target: resolved(kind, &workload.name, workload.uid.clone()),
         pods,
     })

@@ -11,6 +11,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod policy;
+
+pub use policy::{ApprovalRule, DebugPolicy, DebugPolicySpec, DebugPolicyStatus};
+
 /// A request for a debug shell beside the processes of a workload, for a limited time.
 ///
 /// The operator adds a debugger container that shares the target's process namespace,
@@ -85,6 +89,35 @@ pub struct DebugSessionSpec {
     /// only as far as this user's own RBAC permissions reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester: Option<Requester>,
+
+    /// The sign-off, where the DebugPolicy that admits the session requires one. Set by
+    /// shellcar's admission webhook when an approver annotates the session with
+    /// `debug.shellcar.dev/approve` (or `reject`); anything written here by hand is
+    /// replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+/// A decision on a session that needs approval, as shellcar's webhook recorded it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// Approved or Rejected.
+    pub decision: Decision,
+    /// User name of whoever decided; never the requester.
+    pub approver: String,
+    /// Why, in the approver's words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When the decision was made. An approved session's ttl counts from here.
+    pub time: Time,
+}
+
+/// An approver's decision.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Decision {
+    Approved,
+    Rejected,
 }
 
 /// The identity that created a session, as the API server authenticated it.
@@ -189,7 +222,9 @@ impl std::fmt::Display for TargetKind {
 }
 
 /// How the debugger is attached to the target.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum Mode {
     /// Sidecar for workloads, Ephemeral for Pods.
     #[default]
@@ -280,7 +315,9 @@ pub struct Debugger {
 }
 
 /// Security profiles, as in `kubectl debug --profile`.
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum Profile {
     #[default]
     General,
@@ -294,7 +331,8 @@ pub enum Profile {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DebugSessionStatus {
-    /// Where the session is in its life: Pending, Injecting, Active, Expired, Ended or Failed.
+    /// Where the session is in its life: Pending, AwaitingApproval, Injecting, Active,
+    /// Expired, Ended or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 
@@ -352,6 +390,74 @@ pub struct DebugSessionStatus {
     /// ephemeral container, which Kubernetes cannot remove from a pod.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftovers: Vec<String>,
+
+    /// The DebugPolicy that admits the session; `(built-in)` for the built-in default that
+    /// applies where no policy selects the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+
+    /// What the shared process namespace reveals to the debugger in the pods it joins, per
+    /// container: Secret env vars (names only), Secret and projected volumes, the
+    /// ServiceAccount token and hostPath mounts. Approvers read it before they approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub exposure: Vec<Exposure>,
+}
+
+/// What the debugger can read in one container of the pods it joins.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Exposure {
+    /// Name of the container (init containers included).
+    pub container: String,
+    /// Env vars whose values come from Secrets, by name; never their values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<SecretEnvVar>,
+    /// Secrets whose every key becomes an env var of the container (`envFrom`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env_from: Vec<String>,
+    /// Secret and projected volumes the container mounts, and where.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_volumes: Vec<Mount>,
+    /// Where the container holds the pod's ServiceAccount token, if it is mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<TokenMount>,
+    /// hostPath volumes the container mounts: a window onto the node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_paths: Vec<Mount>,
+}
+
+/// An env var filled from a Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretEnvVar {
+    /// Name of the env var.
+    pub name: String,
+    /// The Secret it comes from.
+    pub secret: String,
+}
+
+/// A volume mounted into a container.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Mount {
+    /// Name of the volume in the pod.
+    pub volume: String,
+    /// Where the container sees it.
+    pub path: String,
+    /// What it holds: `Secret db`, `Secrets a, b and a ServiceAccount token`, or the
+    /// node's path for a hostPath volume.
+    pub source: String,
+}
+
+/// The ServiceAccount token a container holds.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenMount {
+    /// The ServiceAccount whose token it is.
+    pub service_account: String,
+    /// Where the container sees it.
+    pub path: String,
 }
 
 /// Phases of a session.
@@ -359,6 +465,9 @@ pub struct DebugSessionStatus {
 pub enum Phase {
     /// Accepted, waiting for its target.
     Pending,
+    /// The admitting DebugPolicy requires approval, and nobody has approved yet; nothing
+    /// is changed until then.
+    AwaitingApproval,
     /// The debugger was added; waiting for a pod to run it.
     Injecting,
     /// A debugger is running and attachable.
@@ -375,6 +484,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Pending => "Pending",
+            Phase::AwaitingApproval => "AwaitingApproval",
             Phase::Injecting => "Injecting",
             Phase::Active => "Active",
             Phase::Expired => "Expired",

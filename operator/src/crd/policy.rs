@@ -1,0 +1,128 @@
+//! The `DebugPolicy` custom resource: what a cluster allows sessions to do, and who must
+//! sign off. Doc comments are user documentation (`kubectl explain debugpolicy.spec`).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Mode, Profile};
+
+/// What DebugSessions may do in the namespaces a policy selects.
+///
+/// A session must fit at least one policy whose namespaceSelector matches its namespace;
+/// policies add to each other, as RBAC rules do. Where no policy selects a namespace, a
+/// built-in default applies: profiles General, Baseline and Restricted, every mode, ttls
+/// up to the operator's `--max-ttl`, images from its `--allowed-image` list, no approval.
+/// NetAdmin and SysAdmin are never allowed without a policy that names them.
+// clippy reads the repeated printcolumn keys as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "debug.shellcar.dev",
+    version = "v1alpha1",
+    kind = "DebugPolicy",
+    shortname = "dbgpol",
+    category = "shellcar",
+    status = "DebugPolicyStatus",
+    doc = "What DebugSessions may do in the namespaces a policy selects, and who must approve them.",
+    printcolumn(
+        name = "Approval",
+        type_ = "boolean",
+        json_path = ".spec.approval.required"
+    ),
+    printcolumn(name = "Max TTL", type_ = "string", json_path = ".spec.maxTTL"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugPolicySpec {
+    /// The namespaces this policy governs, by their labels. Absent or empty: every
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+
+    /// Images a debugger may use, as globs on the whole image reference: `*` matches
+    /// within one path segment (never across a `/`), `**` across segments, `?` one
+    /// character. `registry.example/tools/*` allows `registry.example/tools/busybox:1.36`,
+    /// not `registry.example/tools/x/busybox`. Absent: the operator's `--allowed-image`
+    /// list, or any image when that is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
+    pub images: Option<Vec<String>>,
+
+    /// The image must be pinned by digest (`...@sha256:<64 hex digits>`).
+    #[serde(default)]
+    pub require_digest: bool,
+
+    /// Security profiles a debugger may use. Absent: General, Baseline and Restricted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<Profile>>,
+
+    /// Modes a session may run in (Sidecar, Ephemeral, Copy; Auto is judged by the mode it
+    /// resolves to). Absent: every mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modes: Option<Vec<Mode>>,
+
+    /// Longest ttl a session may ask for, such as `30m` or `2h`. Absent: the operator's
+    /// `--max-ttl`, which also caps this.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxTTL")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]{1,6}(h|m|s))+$"))]
+    pub max_ttl: Option<String>,
+
+    /// Most live sessions (not yet Expired, Ended or Failed) one namespace may have under
+    /// this policy; a session beyond it is refused when it is created. Absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_sessions_per_namespace: Option<u32>,
+
+    /// Whether the debugger's env may take values from Secrets (`valueFrom.secretKeyRef`).
+    /// The requester must be able to read those Secrets in any case. Default false.
+    #[serde(default)]
+    pub secret_env: bool,
+
+    /// Sign-off before a session starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRule>,
+}
+
+/// Whether sessions need approval, and how long one may wait for it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRule {
+    /// Sessions under this policy wait in phase AwaitingApproval, changing nothing, until
+    /// someone other than the requester who may `approve` debugsessions in the namespace
+    /// approves them (`shellcar approve NAME`, or the annotation
+    /// `debug.shellcar.dev/approve`). The ttl counts from the approval.
+    #[serde(default)]
+    pub required: bool,
+
+    /// How long a session may wait for approval, such as `1h`; then it fails with reason
+    /// NotApproved. Default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]{1,6}(h|m|s))+$"))]
+    pub deadline: Option<String>,
+}
+
+/// Observed state of a DebugPolicy, written by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugPolicyStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready: the policy is well formed and in force. False with a reason (for example
+    /// InvalidGlob) when it is malformed; a malformed policy admits no session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
