@@ -40,7 +40,7 @@ deploy: ## Build the operator image and deploy it into the local cluster
 	e2e/deploy
 
 crds: ## Regenerate crds/ from the Rust types
-	cargo run --locked -q -p shellcar -- crd > crds/debugsessions.yaml
+	cargo run --locked -q -p shellcar -- crd --out-dir crds
 
 lint: ## rustfmt and clippy, as CI runs them
 	cargo fmt --all --check

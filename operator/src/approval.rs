@@ -34,10 +34,12 @@ pub fn gate(
     now: Timestamp,
 ) -> Gate {
     match (approval, admitted.approval) {
-        (Some(a), _) if a.decision == Decision::Rejected => Gate::Closed(Invalid::ApprovalRejected {
-            approver: a.approver.clone(),
-            reason: a.reason.clone(),
-        }),
+        (Some(a), _) if a.decision == Decision::Rejected => {
+            Gate::Closed(Invalid::ApprovalRejected {
+                approver: a.approver.clone(),
+                reason: a.reason.clone(),
+            })
+        }
         (Some(a), _) => Gate::Open { start: a.time.0 },
         (None, None) => Gate::Open { start: created },
         (None, Some(deadline)) => {
@@ -87,7 +89,12 @@ mod tests {
     #[test]
     fn without_a_rule_the_ttl_counts_from_creation() {
         assert_eq!(
-            gate(&admitted(None), None, at(CREATED), at("2026-11-24T10:05:00Z")),
+            gate(
+                &admitted(None),
+                None,
+                at(CREATED),
+                at("2026-11-24T10:05:00Z")
+            ),
             Gate::Open { start: at(CREATED) }
         );
     }
@@ -116,7 +123,12 @@ mod tests {
         let rule = admitted(Some(3600));
         let approved = decided(Decision::Approved, "2026-11-24T10:20:00Z");
         assert_eq!(
-            gate(&rule, Some(&approved), at(CREATED), at("2026-11-24T12:00:00Z")),
+            gate(
+                &rule,
+                Some(&approved),
+                at(CREATED),
+                at("2026-11-24T12:00:00Z")
+            ),
             Gate::Open {
                 start: at("2026-11-24T10:20:00Z")
             }
@@ -135,7 +147,10 @@ mod tests {
                 panic!("a rejected session may not run");
             };
             assert_eq!(refusal.reason(), "ApprovalRejected");
-            assert_eq!(refusal.to_string(), "ops-lead rejected the session: incident 42");
+            assert_eq!(
+                refusal.to_string(),
+                "ops-lead rejected the session: incident 42"
+            );
         }
     }
 }

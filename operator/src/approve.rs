@@ -261,14 +261,13 @@ fn exposure(session: &DebugSession) -> String {
     let listed = status.map_or(&[][..], |s| s.exposure.as_slice());
     if listed.is_empty() {
         // An empty list is dropped from the object, so "nothing found" and "not looked"
-        // look alike; what else status reports tells them apart.
+        // look alike. The operator writes the report whenever it sets AwaitingApproval,
+        // so a phase tells them apart.
         let why = if status.and_then(|s| s.phase).is_none() {
             "not computed yet: the operator has not reported on this session"
-        } else if status.and_then(|s| s.target.as_ref()).is_none() {
-            "not computed yet: the operator has not resolved the target"
         } else {
-            "nothing listed: no Secret env vars, Secret or projected volumes, ServiceAccount \
-             token or hostPath mounts"
+            "nothing listed: the target names no Secret env vars, Secret or projected \
+             volumes, ServiceAccount token or hostPath mounts, or it does not exist yet"
         };
         return format!("{HEAD}: {why}.\n{PROC_NOTE}");
     }
@@ -438,7 +437,7 @@ status: {phase: AwaitingApproval}
         assert!(text.contains("  requester  not recorded\n"), "{text}");
         assert!(text.contains("  policy     not reported yet\n"), "{text}");
         assert!(
-            text.contains("not computed yet: the operator has not resolved the target"),
+            text.contains(": nothing listed: the target names no Secret env vars"),
             "{text}"
         );
     }
@@ -451,13 +450,12 @@ spec: {target: {kind: Pod, name: p}}
 "#;
         let none = session(base);
         assert!(exposure(&none).contains("not computed yet: the operator has not reported"));
-        let resolved = session(&format!(
-            "{base}status: {{phase: AwaitingApproval, target: {{kind: Pod, name: p}}}}\n"
-        ));
-        let text = exposure(&resolved);
+        // While it awaits approval, the operator has looked, target or no target.
+        let looked = session(&format!("{base}status: {{phase: AwaitingApproval}}\n"));
+        let text = exposure(&looked);
         assert!(text.starts_with("What the debugger can read"), "{text}");
         assert!(
-            text.contains(": nothing listed: no Secret env vars"),
+            text.contains(": nothing listed: the target names no"),
             "{text}"
         );
         assert!(!text.contains("not computed"), "{text}");

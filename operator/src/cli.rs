@@ -20,8 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller, with the kubeconfig from KUBECONFIG, ~/.kube/config or the pod.
     Run(Box<RunArgs>),
-    /// Print every CustomResourceDefinition as YAML.
-    Crd,
+    /// Print every CustomResourceDefinition as YAML, or write each to its own file.
+    Crd(CrdArgs),
     /// Wait until a DebugSession is Ready, then attach a terminal to its debugger.
     Attach(AttachArgs),
     /// Show a DebugSession that awaits approval, and approve it.
@@ -98,6 +98,13 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct CrdArgs {
+    /// Write each CRD to DIR/<plural>.yaml (as committed in crds/) instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct AttachArgs {
     /// Name of the DebugSession.
     pub name: String,
@@ -119,8 +126,8 @@ pub struct DecideArgs {
     /// Namespace of the DebugSession; default: the kubeconfig's.
     #[arg(short, long)]
     pub namespace: Option<String>,
-    /// Why, in your words; recorded in the session's spec.approval.
-    #[arg(long, default_value = "")]
+    /// Why, in your words; recorded in the session's spec.approval. Default: none.
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
     /// Decide without asking first (needed when stdin is not a terminal).
     #[arg(short, long)]

@@ -20,8 +20,8 @@ use tracing::{debug, info, warn};
 use crate::context::{Caches, Context, Policy, error_chain};
 use crate::crd::{DebugPolicy, DebugSession, TargetKind};
 use crate::reconcile;
-use crate::{naming, policy};
 use crate::telemetry::Metrics;
+use crate::{naming, policy};
 
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,13 @@ pub async fn run(
         policies: policies.clone(),
         namespaces: namespaces.clone(),
     };
-    let ctx = Arc::new(Context::new(client.clone(), recorder, policy, caches, metrics));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        policy,
+        caches,
+        metrics,
+    ));
 
     let controller =
         Controller::new(sessions, watch_config()).trigger_backoff(WatchBackoff::default());
@@ -208,7 +214,11 @@ pub async fn run(
     let controller = controller.reconcile_all_on(policy_changes);
     let policy_status = Controller::new(Api::<DebugPolicy>::all(client.clone()), watch_config())
         .trigger_backoff(WatchBackoff::default())
-        .run(policy::status::reconcile, policy::status::error_policy, ctx.clone())
+        .run(
+            policy::status::reconcile,
+            policy::status::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| std::future::ready(()));
 
     let sessions = async move {

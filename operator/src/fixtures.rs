@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
 use crate::context::{Caches, Context, Error, Policy};
-use crate::crd::{DebugPolicy, DebugSession, DebugSessionStatus, Mode, Phase, Requester, TargetKind};
+use crate::crd::{
+    DebugPolicy, DebugSession, DebugSessionStatus, Mode, Phase, Requester, TargetKind,
+};
 use crate::naming;
 use crate::reconcile::{error_policy, reconcile};
 use crate::status::{self, EXPIRED, INJECTED, READY, STALLED};
@@ -274,7 +276,13 @@ fn context() -> (Arc<Context>, ApiServer) {
         max_ttl: Duration::from_secs(24 * 3600),
         allowed_images: Vec::new(),
     };
-    let ctx = Context::new(client, recorder, policy, caches(), Arc::new(Metrics::default()));
+    let ctx = Context::new(
+        client,
+        recorder,
+        policy,
+        caches(),
+        Arc::new(Metrics::default()),
+    );
     (Arc::new(ctx), ApiServer(handle))
 }
 

@@ -15,8 +15,17 @@ use tracing::{info, warn};
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
-        Command::Crd => {
-            print!("{}", shellcar::crds_yaml()?);
+        Command::Crd(args) => {
+            match args.out_dir {
+                None => print!("{}", shellcar::crds_yaml()?),
+                Some(dir) => {
+                    for (file, yaml) in shellcar::crds()? {
+                        let path = dir.join(file);
+                        std::fs::write(&path, yaml)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Attach(args) => {

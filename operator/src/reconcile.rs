@@ -16,12 +16,12 @@ use tracing::{instrument, warn};
 
 use crate::approval::{self, Gate};
 use crate::context::{Context, Error, error_chain};
-use crate::policy::{self, Admitted};
-use crate::{access, exposure, podsecurity, workload};
 use crate::crd::{DebugSession, DebugSessionStatus, Phase};
 use crate::modes::{self, Ending, Outcome, Request};
+use crate::policy::{self, Admitted};
 use crate::status::{self, Facts, Situation};
 use crate::validate::{self, Invalid, Plan};
+use crate::{access, exposure, podsecurity, workload};
 use crate::{naming, ttl};
 
 /// How long to wait before retrying a session whose target is missing. Watches on the
@@ -230,8 +230,12 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         .creation_timestamp
         .as_ref()
         .map_or(facts.now, |t| t.0);
-    let start = match approval::gate(&admitted, session.spec.approval.as_ref(), created, facts.now)
-    {
+    let start = match approval::gate(
+        &admitted,
+        session.spec.approval.as_ref(),
+        created,
+        facts.now,
+    ) {
         Gate::Open { start } => start,
         Gate::Awaiting { due } => {
             return await_approval(session, ns, ctx, &old, facts, due).await;
@@ -247,7 +251,8 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
             format!(": {}", approval.reason)
         };
         let note = format!("approved by {}{why}", approval.approver);
-        ctx.publish(session, EventType::Normal, "Approved", note).await;
+        ctx.publish(session, EventType::Normal, "Approved", note)
+            .await;
     }
 
     let expires_at = ttl::expires_at(start, plan.ttl);

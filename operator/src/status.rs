@@ -230,7 +230,11 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         exposure: if facts.exposure.is_empty() {
             old.exposure.clone()
         } else {
-            facts.exposure.into_iter().take(MAX_STATUS_EXPOSURE).collect()
+            facts
+                .exposure
+                .into_iter()
+                .take(MAX_STATUS_EXPOSURE)
+                .collect()
         },
         ..Default::default()
     };

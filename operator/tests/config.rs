@@ -34,7 +34,7 @@ fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str) -> &'a serde_yaml::Value 
 fn controller_role(docs: &[serde_yaml::Value]) -> &serde_yaml::Value {
     docs.iter()
         .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "shellcar-controller")
-        .expect("the ClusterRole shellcar-controller")
+        .unwrap_or_else(|| panic!("no ClusterRole shellcar-controller rendered"))
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! annotation into `spec.approval` once it has checked who they are.
 //!
 //! Pure: [`judge`] decides what an update asks for and what must be checked;
-//! [`record`] and [`restore`] return the JSON Patch operations.
+//! [`record`] and [`restore`] return the JSON Patch operations; [`ttl_change`] keeps an
+//! approved ttl as the approver saw it.
 
 use jiff::Timestamp;
 use json_patch::jsonptr::PointerBuf;
@@ -11,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::access::{Check, Permission};
-use crate::crd::{Approval, DebugSession, Decision, Phase};
+use crate::crd::{Approval, DebugSession, DebugSessionSpec, Decision, Phase};
 use crate::naming::{APPROVE_ANNOTATION, REJECT_ANNOTATION};
 
 /// An approver's request, read from the annotation on the new object.
@@ -155,6 +156,20 @@ pub fn restore(
     }
 }
 
+/// An approved session keeps the ttl its approver saw: raising it would extend what they
+/// approved. Before approval, and where none is needed, the ttl may change.
+pub fn ttl_change(old: &DebugSessionSpec, new: &DebugSessionSpec) -> Result<(), String> {
+    match &old.approval {
+        Some(approval) if old.ttl != new.ttl && approval.decision == Decision::Approved => {
+            Err(format!(
+                "spec.ttl cannot change after {} approved the session for {}: create a new session and have it approved",
+                approval.approver, old.ttl
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -236,13 +251,40 @@ mod tests {
     fn recording_sets_the_approval_and_drops_the_annotation() {
         let s = session(approve("incident 42"), Some("AwaitingApproval"));
         let request = requested(&s).unwrap().unwrap();
-        let ops = record(&request, "ops-lead", "2026-11-24T10:00:00.5Z".parse().unwrap()).unwrap();
+        let ops = record(
+            &request,
+            "ops-lead",
+            "2026-11-24T10:00:00.5Z".parse().unwrap(),
+        )
+        .unwrap();
         let out = patched(serde_json::to_value(&s).unwrap(), &ops).unwrap();
         assert_eq!(
             out["spec"]["approval"],
             json!({"decision": "Approved", "approver": "ops-lead", "reason": "incident 42", "time": "2026-11-24T10:00:00Z"})
         );
         assert_eq!(out["metadata"]["annotations"], json!({}));
+    }
+
+    #[test]
+    fn an_approved_ttl_stays_what_the_approver_saw() {
+        let mut old = session(json!({}), Some("Active")).spec;
+        let mut longer = old.clone();
+        longer.ttl = "8h".to_owned();
+        assert!(
+            ttl_change(&old, &longer).is_ok(),
+            "no approval: the ttl may change"
+        );
+        old.approval = Some(Approval {
+            decision: Decision::Approved,
+            approver: "ops-lead".to_owned(),
+            reason: String::new(),
+            time: Time("2026-11-24T10:00:00Z".parse().unwrap()),
+        });
+        assert_eq!(
+            ttl_change(&old, &longer).unwrap_err(),
+            "spec.ttl cannot change after ops-lead approved the session for 1h: create a new session and have it approved"
+        );
+        assert!(ttl_change(&old, &old.clone()).is_ok());
     }
 
     #[test]
@@ -257,13 +299,20 @@ mod tests {
         let mut with = serde_json::to_value(&s).unwrap();
         with["spec"]["approval"] = serde_json::to_value(&forged).unwrap();
         let ops = restore(None, Some(&forged)).unwrap();
-        assert!(patched(with.clone(), &ops).unwrap()["spec"].get("approval").is_none());
+        assert!(
+            patched(with.clone(), &ops).unwrap()["spec"]
+                .get("approval")
+                .is_none()
+        );
         let real = Approval {
             approver: "ops-lead".to_owned(),
             ..forged.clone()
         };
         let ops = restore(Some(&real), Some(&forged)).unwrap();
-        assert_eq!(patched(with, &ops).unwrap()["spec"]["approval"]["approver"], "ops-lead");
+        assert_eq!(
+            patched(with, &ops).unwrap()["spec"]["approval"]["approver"],
+            "ops-lead"
+        );
         assert!(restore(Some(&real), Some(&real)).unwrap().is_empty());
     }
 }

@@ -122,7 +122,9 @@ pub async fn mutate<I: Io>(
         (Operation::Update, Some(new), Some(old)) => {
             let decided = match approval::requested(new) {
                 Err(message) => return response.deny(message),
-                Ok(None) => approval::restore(old.spec.approval.as_ref(), new.spec.approval.as_ref()),
+                Ok(None) => {
+                    approval::restore(old.spec.approval.as_ref(), new.spec.approval.as_ref())
+                }
                 Ok(Some(request)) => match decide(webhook, req, old, &request).await {
                     Ok(ops) => ops,
                     Err(message) => return response.deny(message),
@@ -162,7 +164,11 @@ async fn decide<I: Io>(
         Err(access::Error::Denied(denied)) => return Err(denied.to_string()),
         Err(e) => return Err(error_chain(&e)),
     }
-    Ok(approval::record(request, &approver.username, jiff::Timestamp::now()))
+    Ok(approval::record(
+        request,
+        &approver.username,
+        jiff::Timestamp::now(),
+    ))
 }
 
 /// The pure half of validating a CREATE: the session's plan and the permissions its
@@ -194,10 +200,15 @@ pub async fn validate<I: Io>(
 ) -> AdmissionResponse {
     let response = AdmissionResponse::from(req);
     match (&req.operation, &req.object, &req.old_object) {
-        (Operation::Update, Some(new), Some(old)) => match immutable::check(&old.spec, &new.spec) {
-            Ok(()) => response,
-            Err(changed) => response.deny(changed),
-        },
+        (Operation::Update, Some(new), Some(old)) => {
+            if let Err(changed) = immutable::check(&old.spec, &new.spec) {
+                return response.deny(changed);
+            }
+            match approval::ttl_change(&old.spec, &new.spec) {
+                Ok(()) => response,
+                Err(refused) => response.deny(refused),
+            }
+        }
         (Operation::Create, Some(session), _) => validate_create(webhook, req, session).await,
         _ => response,
     }
@@ -622,7 +633,9 @@ impl Io for KubeIo {
         let policies = Api::<DebugPolicy>::all(self.client.clone())
             .list(&ListParams::default())
             .await?;
-        let ns = Api::<Namespace>::all(self.client.clone()).get(namespace).await?;
+        let ns = Api::<Namespace>::all(self.client.clone())
+            .get(namespace)
+            .await?;
         let sessions = Api::<DebugSession>::namespaced(self.client.clone(), namespace)
             .list(&ListParams::default())
             .await?;
@@ -773,11 +786,19 @@ mod tests {
     #[tokio::test]
     async fn mutate_stamps_on_create_and_restores_on_update() {
         let webhook = webhook(FakeIo::default());
-        let created = as_json(mutate(&webhook, &review(
-            "CREATE",
-            session("{target: {kind: Deployment, name: app}, requester: {username: admin}}"),
-            None,
-        )).await);
+        let created = as_json(
+            mutate(
+                &webhook,
+                &review(
+                    "CREATE",
+                    session(
+                        "{target: {kind: Deployment, name: app}, requester: {username: admin}}",
+                    ),
+                    None,
+                ),
+            )
+            .await,
+        );
         assert_eq!(created["allowed"], true);
         assert_eq!(created["patchType"], "JSONPatch");
         assert_eq!(
@@ -787,16 +808,23 @@ mod tests {
             }}])
         );
         let stored = session("{target: {kind: Deployment, name: app}, requester: {username: dev}}");
-        let updated = as_json(mutate(&webhook, &review(
-            "UPDATE",
-            session("{target: {kind: Deployment, name: app}, ttl: 2h}"),
-            Some(stored.clone()),
-        )).await);
+        let updated = as_json(
+            mutate(
+                &webhook,
+                &review(
+                    "UPDATE",
+                    session("{target: {kind: Deployment, name: app}, ttl: 2h}"),
+                    Some(stored.clone()),
+                ),
+            )
+            .await,
+        );
         assert_eq!(
             patch_of(&updated),
             json!([{"op": "add", "path": "/spec/requester", "value": {"username": "dev"}}])
         );
-        let unchanged = as_json(mutate(&webhook, &review("UPDATE", stored.clone(), Some(stored))).await);
+        let unchanged =
+            as_json(mutate(&webhook, &review("UPDATE", stored.clone(), Some(stored))).await);
         assert!(unchanged.get("patch").is_none());
         assert_eq!(unchanged["uid"], "r-1");
     }
@@ -1033,10 +1061,9 @@ mod tests {
         );
         assert_eq!(response["allowed"], false);
         assert!(
-            response["status"]["message"]
-                .as_str()
-                .unwrap()
-                .starts_with(r#"user "dev" may not approve debugsessions.debug.shellcar.dev "dbg""#),
+            response["status"]["message"].as_str().unwrap().starts_with(
+                r#"user "dev" may not approve debugsessions.debug.shellcar.dev "dbg""#
+            ),
             "{response}"
         );
 
@@ -1084,9 +1111,9 @@ mod tests {
             },
             ..Default::default()
         });
-        let sysadmin =
-            "{target: {kind: Deployment, name: app}, requester: {username: dev}, debugger: {profile: SysAdmin}}";
-        let response = as_json(validate(&webhook, &review("CREATE", session(sysadmin), None)).await);
+        let sysadmin = "{target: {kind: Deployment, name: app}, requester: {username: dev}, debugger: {profile: SysAdmin}}";
+        let response =
+            as_json(validate(&webhook, &review("CREATE", session(sysadmin), None)).await);
         assert_eq!(response["allowed"], false);
         assert!(
             response["status"]["message"]
@@ -1123,7 +1150,10 @@ mod tests {
         assert_eq!(response["allowed"], false);
         let message = response["status"]["message"].as_str().unwrap();
         assert!(message.contains("\"baseline\""), "{message}");
-        assert!(message.contains("profiles that fit: Baseline, Restricted"), "{message}");
+        assert!(
+            message.contains("profiles that fit: Baseline, Restricted"),
+            "{message}"
+        );
     }
 
     fn webhook_with(around: Surroundings) -> Webhook<FakeIo> {

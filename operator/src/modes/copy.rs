@@ -13,8 +13,8 @@ use tracing::info;
 use super::{Outcome, Request, resolved, select, target_pods};
 use crate::context::Error;
 use crate::crd::TargetKind;
-use crate::{exposure, naming};
 use crate::validate::Invalid;
+use crate::{exposure, naming};
 
 /// The copy of `source` for session `session`, named `name`, with `debugger` added and
 /// owned by `owner` (the session), so that it is garbage collected with the session even

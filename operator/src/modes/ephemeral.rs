@@ -24,8 +24,8 @@ use tracing::{info, warn};
 use super::{Outcome, Request, owns_fields, select, target_pods};
 use crate::context::{EPHEMERAL_SECURITY_CONTEXT_SINCE, Error, error_chain};
 use crate::crd::{EphemeralTeardown, TargetKind};
-use crate::{exposure, naming};
 use crate::validate::{self, Invalid};
+use crate::{exposure, naming};
 
 /// Kills every other process in the caller's cgroup (the debugger container's), then
 /// itself. Needs only `sh`, `cat` and `kill`.

@@ -15,9 +15,9 @@ use tracing::info;
 use super::{Outcome, Request, owns_fields, resolved};
 use crate::context::Error;
 use crate::crd::TargetKind;
-use crate::{exposure, naming};
 use crate::validate::{self, Invalid};
 use crate::workload::{self, Rollout, Workload};
+use crate::{exposure, naming};
 
 const SHARE_PROCESS_NAMESPACE: [&str; 4] =
     ["f:spec", "f:template", "f:spec", "f:shareProcessNamespace"];

@@ -68,7 +68,10 @@ enum Images {
     Any,
     /// The operator's `--allowed-image` prefixes.
     Prefixes(Vec<String>),
-    Globs { set: GlobSet, patterns: Vec<String> },
+    Globs {
+        set: GlobSet,
+        patterns: Vec<String>,
+    },
 }
 
 impl Images {
@@ -279,12 +282,11 @@ impl Ask {
             mode,
             image: image.to_owned(),
             ttl,
-            secret_env: spec
-                .debugger
-                .env
-                .iter()
-                .flatten()
-                .any(|e| e.value_from.as_ref().is_some_and(|v| v.secret_key_ref.is_some())),
+            secret_env: spec.debugger.env.iter().flatten().any(|e| {
+                e.value_from
+                    .as_ref()
+                    .is_some_and(|v| v.secret_key_ref.is_some())
+            }),
             live_sessions,
         }
     }
@@ -389,10 +391,9 @@ pub fn governing(
             Err(fault) => {
                 // A selector that cannot be read might select anything: it fails closed
                 // for every namespace. A bad glob only where its selector matches.
-                let selects = Selector::try_from(
-                    policy.spec.namespace_selector.clone().unwrap_or_default(),
-                )
-                .map_or(true, |s| s.matches(labels));
+                let selects =
+                    Selector::try_from(policy.spec.namespace_selector.clone().unwrap_or_default())
+                        .map_or(true, |s| s.matches(labels));
                 if selects {
                     malformed.push((policy.name_any(), fault));
                 }
@@ -546,7 +547,14 @@ mod tests {
             "{refused}"
         );
         // Elsewhere the default judges.
-        assert!(admit_in(&[ops], &[("team", "web")], &ask(Profile::SysAdmin, "busybox")).is_err());
+        assert!(
+            admit_in(
+                &[ops],
+                &[("team", "web")],
+                &ask(Profile::SysAdmin, "busybox")
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -608,7 +616,11 @@ mod tests {
         );
         let fault = Rules::compile(&bad, &defaults()).unwrap_err();
         assert_eq!(fault.reason(), "InvalidGlob");
-        assert!(fault.to_string().starts_with("images[1] \"reg/[abc\" is not a glob"));
+        assert!(
+            fault
+                .to_string()
+                .starts_with("images[1] \"reg/[abc\" is not a glob")
+        );
         let refused = admit_in(
             std::slice::from_ref(&bad),
             &[("env", "prod")],
@@ -648,9 +660,21 @@ mod tests {
         assert!(!pinned(&format!("busybox@sha256:{}", "g".repeat(64))));
         assert!(!pinned(&format!("@sha256:{hex}")));
         let p = policy("p", "{requireDigest: true}");
-        let refused = admit_in(std::slice::from_ref(&p), &[], &ask(Profile::General, "busybox")).unwrap_err();
+        let refused = admit_in(
+            std::slice::from_ref(&p),
+            &[],
+            &ask(Profile::General, "busybox"),
+        )
+        .unwrap_err();
         assert!(refused.contains("is not pinned by digest"), "{refused}");
-        assert!(admit_in(&[p], &[], &ask(Profile::General, &format!("busybox@sha256:{hex}"))).is_ok());
+        assert!(
+            admit_in(
+                &[p],
+                &[],
+                &ask(Profile::General, &format!("busybox@sha256:{hex}"))
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -704,13 +728,19 @@ mod tests {
     fn policies_without_approval_are_preferred() {
         let strict = policy("a-strict", "{approval: {required: true, deadline: 15m}}");
         let open = policy("b-open", "{}");
-        let admitted = admit_in(&[strict.clone(), open], &[], &ask(Profile::General, "busybox")).unwrap();
+        let admitted = admit_in(
+            &[strict.clone(), open],
+            &[],
+            &ask(Profile::General, "busybox"),
+        )
+        .unwrap();
         assert_eq!(admitted.policy, "b-open");
         assert_eq!(admitted.approval, None);
         let admitted = admit_in(&[strict], &[], &ask(Profile::General, "busybox")).unwrap();
         assert_eq!(admitted.approval, Some(Duration::from_secs(900)));
         let default_deadline = policy("c", "{approval: {required: true}}");
-        let admitted = admit_in(&[default_deadline], &[], &ask(Profile::General, "busybox")).unwrap();
+        let admitted =
+            admit_in(&[default_deadline], &[], &ask(Profile::General, "busybox")).unwrap();
         assert_eq!(admitted.approval, Some(DEFAULT_APPROVAL_DEADLINE));
     }
 

@@ -18,7 +18,12 @@ use crate::crd::{DebugPolicy, DebugPolicyStatus};
 use crate::naming;
 
 /// The status `policy` should have at `now`, given its current one.
-pub fn next(policy: &DebugPolicy, rules: Result<(), String>, reason: &str, now: Timestamp) -> DebugPolicyStatus {
+pub fn next(
+    policy: &DebugPolicy,
+    rules: Result<(), String>,
+    reason: &str,
+    now: Timestamp,
+) -> DebugPolicyStatus {
     let old = policy.status.clone().unwrap_or_default();
     let (status, message) = match &rules {
         Ok(()) => ("True", "the policy is in force".to_owned()),
@@ -48,7 +53,8 @@ pub async fn reconcile(policy: Arc<DebugPolicy>, ctx: Arc<Context>) -> Result<Ac
         Ok(_) => (Ok(()), "Valid"),
         Err(fault) => (Err(fault.to_string()), fault.reason()),
     };
-    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
+    let now =
+        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
     let new = next(&policy, rules, reason, now);
     if policy.status.as_ref() == Some(&new) {
         return Ok(Action::await_change());
@@ -88,18 +94,30 @@ mod tests {
     #[test]
     fn a_bad_glob_makes_the_policy_not_ready_with_its_reason() {
         let p = policy("{images: ['reg/[abc']}");
-        let fault = Rules::compile(&p, &crate::context::Policy {
-            default_image: "busybox".to_owned(),
-            max_ttl: Duration::from_secs(3600),
-            allowed_images: vec![],
-        })
+        let fault = Rules::compile(
+            &p,
+            &crate::context::Policy {
+                default_image: "busybox".to_owned(),
+                max_ttl: Duration::from_secs(3600),
+                allowed_images: vec![],
+            },
+        )
         .unwrap_err();
         let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
         let status = next(&p, Err(fault.to_string()), fault.reason(), now);
         assert_eq!(status.observed_generation, Some(3));
         let ready = &status.conditions[0];
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidGlob"));
-        assert!(ready.message.starts_with("images[0] \"reg/[abc\" is not a glob"), "{}", ready.message);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidGlob")
+        );
+        assert!(
+            ready
+                .message
+                .starts_with("images[0] \"reg/[abc\" is not a glob"),
+            "{}",
+            ready.message
+        );
         assert!(ready.message.ends_with("; the policy admits no session"));
         // Fixed: Ready, with a new transition time; unchanged: the time is kept.
         let mut fixed = policy("{images: ['reg/*']}");
@@ -109,7 +127,12 @@ mod tests {
         assert_eq!(ready.conditions[0].status, "True");
         assert_eq!(ready.conditions[0].last_transition_time, Time(later));
         fixed.status = Some(ready.clone());
-        let again = next(&fixed, Ok(()), "Valid", "2026-11-24T11:00:00Z".parse().unwrap());
+        let again = next(
+            &fixed,
+            Ok(()),
+            "Valid",
+            "2026-11-24T11:00:00Z".parse().unwrap(),
+        );
         assert_eq!(again, ready);
     }
 }
