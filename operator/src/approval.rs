@@ -49,7 +49,7 @@ pub fn gate(
             } else {
                 Gate::Closed(Invalid::NotApproved {
                     policy: admitted.policy.clone(),
-                    deadline: humantime::format_duration(deadline).to_string(),
+                    deadline: ttl::format(deadline),
                 })
             }
         }

@@ -44,6 +44,22 @@ pub fn parse(ttl: &str, max: Duration) -> Result<Duration, TtlError> {
     Ok(parsed)
 }
 
+/// `d` as a ttl is written: `24h`, `30m`, `1h30m`, `45s` (whole seconds).
+pub fn format(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
+}
+
 /// The instant a session created at `created` with lifetime `ttl` expires.
 pub fn expires_at(created: Timestamp, ttl: Duration) -> Timestamp {
     let ttl = SignedDuration::try_from(ttl).unwrap_or(SignedDuration::MAX);
@@ -63,6 +79,23 @@ pub fn remaining(now: Timestamp, at: Timestamp) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_ttls_are_written() {
+        for (secs, text) in [
+            (86400, "24h"),
+            (1800, "30m"),
+            (5400, "1h30m"),
+            (45, "45s"),
+            (0, "0s"),
+        ] {
+            assert_eq!(format(Duration::from_secs(secs)), text);
+        }
+        assert_eq!(
+            parse(&format(Duration::from_secs(3725)), Duration::MAX),
+            Ok(Duration::from_secs(3725))
+        );
+    }
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
 

@@ -223,8 +223,8 @@ impl Rules {
         }
         if ask.ttl > self.max_ttl {
             out.push(Violation::Ttl {
-                ttl: humantime::format_duration(ask.ttl).to_string(),
-                max: humantime::format_duration(self.max_ttl).to_string(),
+                ttl: ttl::format(ask.ttl),
+                max: ttl::format(self.max_ttl),
             });
         }
         if ask.secret_env && !self.secret_env {
@@ -448,7 +448,7 @@ pub fn admit(
                 if built_in { "the default" } else { &r.name },
                 profiles.join(", "),
                 r.describe_images(),
-                humantime::format_duration(r.max_ttl)
+                ttl::format(r.max_ttl)
             )
         })
         .collect();
