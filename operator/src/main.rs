@@ -12,9 +12,21 @@ use shellcar::telemetry::{self, Health, Metrics};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
+/// Errors are printed as one line of causes, `error: what: why`, without a backtrace: they
+/// are for the person at the terminal (a refused approval, a missing kubeconfig).
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    match command(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn command(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Crd(args) => {
             match args.out_dir {
                 None => print!("{}", shellcar::crds_yaml()?),
