@@ -89,6 +89,8 @@ async fn copy_shares_processes_and_leaves_the_source_alone() -> Result<()> {
     assert_eq!(
         status.pods,
         vec![DebugPod {
+            reason: None,
+            message: None,
             name: copy_name.clone(),
             container: container.clone(),
             ready: true,

@@ -130,6 +130,8 @@ async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
     assert_eq!(
         status.pods,
         vec![DebugPod {
+            reason: None,
+            message: None,
             name: "web".to_owned(),
             container: container.clone(),
             ready: true,
@@ -329,6 +331,8 @@ async fn recycle_evicts_a_deployments_debugged_pod() -> Result<()> {
     assert_eq!(
         status.pods,
         vec![DebugPod {
+            reason: None,
+            message: None,
             name: old_name.clone(),
             container: container.clone(),
             ready: true,

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Longest ttl a session may ask for.
     #[arg(long, env = "SHELLCAR_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_ttl: Duration,
+    /// How long a session may go without a running debugger (a broken image, a pod no
+    /// node can take) before it fails with reason StartTimeout and is torn down.
+    #[arg(long, env = "SHELLCAR_START_DEADLINE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub start_deadline: Duration,
     /// Image prefix a debugger may use (repeat for several), matched where a path
     /// component, tag or digest ends: `registry.example` allows `registry.example/x`, not
     /// `registry.example.evil.io/x`. None allows every image.

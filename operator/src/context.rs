@@ -36,6 +36,9 @@ pub struct Policy {
     pub default_image: String,
     /// Longest ttl a session may ask for.
     pub max_ttl: Duration,
+    /// How long a session may go without a running debugger before it fails with
+    /// StartTimeout and is torn down.
+    pub start_deadline: Duration,
     /// Images a debugger may use, as prefixes that end on a `/` or `:` boundary, where no
     /// DebugPolicy names its own; empty allows every image.
     pub allowed_images: Vec<String>,
@@ -130,6 +133,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The API server's refusal of a change the session makes, when retrying cannot help:
+    /// a 4xx other than 404 (gone), 409 (conflict) and 429 (throttled).
+    pub fn rejection(&self) -> Option<String> {
+        let source = match self {
+            Error::Apply { source, .. } | Error::Pod { source, .. } => source,
+            _ => return None,
+        };
+        match source {
+            kube::Error::Api(status)
+                if (400..500).contains(&status.code) && ![404, 409, 429].contains(&status.code) =>
+            {
+                Some(format!("{}: {}", self, status.message))
+            }
+            _ => None,
+        }
+    }
+
     /// A short, stable category: the metrics label and log field.
     pub fn category(&self) -> &'static str {
         match self {

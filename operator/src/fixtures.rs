@@ -275,6 +275,7 @@ fn context() -> (Arc<Context>, ApiServer) {
         default_image: "busybox".to_owned(),
         max_ttl: Duration::from_secs(24 * 3600),
         allowed_images: Vec::new(),
+        start_deadline: Duration::from_secs(300),
     };
     let ctx = Context::new(
         client,

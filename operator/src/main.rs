@@ -65,6 +65,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         default_image: args.default_image,
         max_ttl: args.max_ttl,
         allowed_images: args.allowed_images,
+        start_deadline: args.start_deadline,
     };
     let election = args.leader_elect.then(|| Election {
         namespace: args.namespace.clone(),

@@ -16,7 +16,7 @@ use tracing::{instrument, warn};
 
 use crate::approval::{self, Gate};
 use crate::context::{Context, Error, error_chain};
-use crate::crd::{DebugSession, DebugSessionStatus, Phase};
+use crate::crd::{DebugSession, DebugSessionStatus, Phase, TargetChange};
 use crate::modes::{self, Ending, Outcome, Request};
 use crate::policy::{self, Admitted};
 use crate::status::{self, Facts, Situation};
@@ -34,6 +34,16 @@ const MISSING_POD_RETRY: Duration = Duration::from_secs(30);
 /// How often a live session checks again that its requester still holds what it stands
 /// in for: RBAC revoked mid-session ends the session within about this long.
 const AUTHORIZATION_RECHECK: Duration = Duration::from_secs(60);
+
+/// Reasons a session fails for good: it stays Failed whatever happens next, and a new
+/// session is the way to try again.
+const FINAL_REASONS: [&str; 5] = [
+    "Rejected",
+    "StartTimeout",
+    "NotApproved",
+    "ApprovalRejected",
+    "PolicyRevoked",
+];
 
 /// Reconciles one session.
 #[instrument(skip_all, fields(session = %session.name_any(), namespace = session.namespace().unwrap_or_default()))]
@@ -89,6 +99,7 @@ fn facts(session: &DebugSession, old: &DebugSessionStatus, situation: Situation)
         leftovers: Vec::new(),
         policy: None,
         exposure: Vec::new(),
+        target_changes: old.target_changes.clone(),
     }
 }
 
@@ -198,11 +209,50 @@ async fn await_approval(
     Ok(Action::requeue(wait.min(AUTHORIZATION_RECHECK)))
 }
 
+/// Since when the session has gone without a running debugger: its injection, or the
+/// moment Ready last turned False, whichever is later.
+fn waiting_since(old: &DebugSessionStatus, now: Timestamp) -> Timestamp {
+    let injected = old.started_at.as_ref().map_or(now, |t| t.0);
+    let not_ready = match status::condition(old, status::READY) {
+        Some(ready) if ready.status == "False" => ready.last_transition_time.0,
+        _ => now,
+    };
+    injected.max(not_ready)
+}
+
+/// Publishes a TargetChanged Event for each field manager that changed the target's
+/// template since the last reconcile.
+async fn report_changes(
+    session: &DebugSession,
+    ctx: &Context,
+    old: &DebugSessionStatus,
+    changes: &[TargetChange],
+) {
+    for change in changes {
+        if old.target_changes.contains(change) {
+            continue;
+        }
+        let note = format!(
+            "{} changed the pod template of the target at {}; teardown removes only shellcar's fields and keeps that change",
+            change.manager, change.time.0
+        );
+        ctx.publish(session, EventType::Warning, "TargetChanged", note)
+            .await;
+    }
+}
+
 /// The session's debugger should be in place (unless refused, unapproved or expired).
 async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let old = session.status.clone().unwrap_or_default();
     // An expired session is an audit record: nothing more happens to it.
     if old.phase == Some(Phase::Expired) {
+        return Ok(Action::await_change());
+    }
+    // So is one that ended for good: trying again would inject, fail and tear down again.
+    if old.phase == Some(Phase::Failed)
+        && status::condition(&old, status::READY)
+            .is_some_and(|c| FINAL_REASONS.contains(&c.reason.as_str()))
+    {
         return Ok(Action::await_change());
     }
 
@@ -294,8 +344,17 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
         expires_at,
         previous_expires_at: old.expires_at.as_ref().map(|t| t.0),
         previous_target: old.target.as_ref(),
+        started_at: old.started_at.as_ref().map(|t| t.0),
     };
-    let outcome = modes::apply(&request).await?;
+    let outcome = match modes::apply(&request).await {
+        Ok(outcome) => outcome,
+        // A change the API server refuses for good ends the session instead of a retry
+        // loop that only the operator's log would show.
+        Err(e) => match e.rejection() {
+            Some(message) => Outcome::Refused(Invalid::Rejected { message }),
+            None => return Err(e),
+        },
+    };
 
     // status
     let action = match outcome {
@@ -304,11 +363,44 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
             pods,
             note,
             exposure,
+            blocked,
+            changes,
         } => {
             facts.target = Some(target);
             facts.exposure = exposure;
-            facts.situation = Situation::Injected { pods, note };
-            Action::requeue(remaining.min(AUTHORIZATION_RECHECK))
+            report_changes(session, ctx, &old, &changes).await;
+            facts.target_changes = changes;
+            let mut wait = remaining.min(AUTHORIZATION_RECHECK);
+            if !pods.iter().any(|p| p.ready) {
+                let deadline = ctx.policy.start_deadline;
+                let since = waiting_since(&old, facts.now);
+                match ttl::remaining(facts.now, ttl::expires_at(since, deadline)) {
+                    Some(left) => wait = wait.min(left),
+                    None => {
+                        let last = blocked.as_ref().map(|b| b.message.clone()).or_else(|| {
+                            pods.iter().find_map(|p| {
+                                let reason = p.reason.as_deref()?;
+                                Some(match &p.message {
+                                    Some(m) => format!("pod {}: {reason}: {m}", p.name),
+                                    None => format!("pod {}: {reason}", p.name),
+                                })
+                            })
+                        });
+                        let timeout = Invalid::StartTimeout {
+                            deadline: ttl::format(deadline),
+                            last,
+                        };
+                        refuse(session, ns, ctx, &old, facts, &timeout).await?;
+                        return Ok(at_expiry);
+                    }
+                }
+            }
+            facts.situation = Situation::Injected {
+                pods,
+                note,
+                blocked,
+            };
+            Action::requeue(wait)
         }
         Outcome::Missing { message } => {
             facts.situation = Situation::TargetMissing { message };

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerState, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::crd::{DebugPod, DebugSessionStatus, Exposure, Mode, Phase, ResolvedTarget};
+use crate::crd::{
+    DebugPod, DebugSessionStatus, Exposure, Mode, Phase, ResolvedTarget, TargetChange,
+};
 use crate::naming;
 
 /// Condition types that every status carries.
@@ -38,12 +40,26 @@ pub enum Situation {
         pods: Vec<DebugPod>,
         /// Something a person should know about the rollout.
         note: Option<String>,
+        /// Why no pod can run it, when the workload itself says so.
+        blocked: Option<Problem>,
     },
     /// The ttl ran out and the debugger was removed.
     Expired,
     /// The session is being deleted and the debugger was removed.
     Ended,
 }
+
+/// Why a workload cannot run the debugger, whatever its pods say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The Ready reason: [`REPLICA_FAILURE`] or [`NO_REPLICAS`].
+    pub reason: &'static str,
+    /// The rest of a sentence that starts "debugger X was added to T, but".
+    pub message: String,
+}
+
+/// The Ready reason of a workload scaled to zero.
+pub const NO_REPLICAS: &str = "NoReplicas";
 
 /// Everything a status is made of.
 #[derive(Clone, Debug)]
@@ -63,6 +79,8 @@ pub struct Facts {
     pub policy: Option<String>,
     /// What the debugger can read in the target's pods.
     pub exposure: Vec<Exposure>,
+    /// Changes other field managers made to the target's template during the session.
+    pub target_changes: Vec<TargetChange>,
 }
 
 /// The conditions of one status being built: sets each one, keeping its transition time
@@ -142,17 +160,50 @@ impl Verdict {
                     message.clone(),
                 )
             },
-            Situation::Injected { pods, note } => {
+            Situation::Injected {
+                pods,
+                note,
+                blocked,
+            } => {
                 let running: Vec<&DebugPod> = pods.iter().filter(|p| p.ready).collect();
-                let mut message = match running.first() {
-                    Some(first) => format!(
-                        "debugger {container} is running in {} of {} pods; attach with: {}",
-                        running.len(),
-                        pods.len(),
-                        first.attach
+                let stuck = pods.iter().find_map(|p| {
+                    let reason = p.reason.as_deref()?;
+                    let known = FAILING_REASONS.iter().find(|r| **r == reason);
+                    Some((*known.unwrap_or(&UNSCHEDULABLE), p))
+                });
+                let (reason, mut message) = match (running.first(), blocked, stuck) {
+                    (Some(first), _, _) => (
+                        "DebuggerRunning",
+                        format!(
+                            "debugger {container} is running in {} of {} pods; attach with: {}",
+                            running.len(),
+                            pods.len(),
+                            first.attach
+                        ),
                     ),
-                    None => format!(
-                        "debugger {container} was added to {target}; waiting for a pod to run it"
+                    (None, Some(problem), _) => (
+                        problem.reason,
+                        format!(
+                            "debugger {container} was added to {target}, but {}",
+                            problem.message
+                        ),
+                    ),
+                    (None, None, Some((reason, pod))) => (
+                        reason,
+                        format!(
+                            "debugger {container} cannot start in pod {}: {reason}{}",
+                            pod.name,
+                            pod.message
+                                .as_deref()
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default()
+                        ),
+                    ),
+                    (None, None, None) => (
+                        "WaitingForPods",
+                        format!(
+                            "debugger {container} was added to {target}; waiting for a pod to run it"
+                        ),
                     ),
                 };
                 if let Some(note) = note {
@@ -166,11 +217,7 @@ impl Verdict {
                         Phase::Injecting
                     },
                     ready,
-                    reason: if ready {
-                        "DebuggerRunning"
-                    } else {
-                        "WaitingForPods"
-                    },
+                    reason,
                     injected: true,
                     injected_reason: "Applied",
                     reconciling: !ready,
@@ -236,6 +283,7 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
                 .take(MAX_STATUS_EXPOSURE)
                 .collect()
         },
+        target_changes: facts.target_changes.into_iter().take(16).collect(),
         ..Default::default()
     };
     for line in facts.leftovers {
@@ -319,14 +367,16 @@ pub fn transition(old: &DebugSessionStatus, new: &DebugSessionStatus) -> Option<
     let reason = condition(new, READY)
         .map(|c| c.reason.clone())
         .unwrap_or_else(|| phase.as_str().to_owned());
+    let failing = is_failing(&reason);
     let reason = match phase {
         Phase::AwaitingApproval => "AwaitingApproval".to_owned(),
+        Phase::Injecting if failing => reason,
         Phase::Injecting => "Injected".to_owned(),
         Phase::Active => "Active".to_owned(),
         _ => reason,
     };
     Some(Transition {
-        warning: matches!(phase, Phase::Failed | Phase::Pending),
+        warning: failing || matches!(phase, Phase::Failed | Phase::Pending),
         reason,
         note: new.message.clone().unwrap_or_default(),
     })
@@ -355,7 +405,7 @@ pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str)
         }
         let name = pod.name_any();
         // Sidecar and Copy debuggers are containers, Ephemeral ones ephemeral containers.
-        let ready = pod
+        let state = pod
             .status
             .iter()
             .flat_map(|s| {
@@ -365,8 +415,13 @@ pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str)
                     .chain(s.ephemeral_container_statuses.iter().flatten())
             })
             .find(|c| c.name == container)
-            .and_then(|c| c.state.as_ref())
-            .is_some_and(|s| s.running.is_some());
+            .and_then(|c| c.state.as_ref());
+        let ready = state.is_some_and(|s| s.running.is_some());
+        let (reason, message) = if ready {
+            (None, None)
+        } else {
+            why_not_running(pod, state)
+        };
         found.insert(
             name.clone(),
             DebugPod {
@@ -375,10 +430,64 @@ pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str)
                 copy_of: pod.annotations().get(naming::COPY_OF_ANNOTATION).cloned(),
                 name,
                 ready,
+                reason,
+                message,
             },
         );
     }
     found.into_values().take(MAX_STATUS_PODS).collect()
+}
+
+/// Waiting reasons of a container that will not run without someone's help: the Ready
+/// reason becomes the waiting reason, and a Warning Event says so.
+pub const FAILING_REASONS: [&str; 9] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "CrashLoopBackOff",
+    UNSCHEDULABLE,
+];
+
+/// The reason of a pod the scheduler cannot place (its PodScheduled condition's reason).
+const UNSCHEDULABLE: &str = "Unschedulable";
+
+/// The reason a workload gives when it cannot create pods (its ReplicaFailure condition).
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// Whether Ready reason `reason` is a failure people must act on.
+pub fn is_failing(reason: &str) -> bool {
+    FAILING_REASONS.contains(&reason) || reason == REPLICA_FAILURE
+}
+
+/// Why the debugger container in `pod` (with `state`) is not running, as Kubernetes
+/// says it: the container's waiting reason when it is one of [`FAILING_REASONS`], else an
+/// unschedulable pod's scheduler message.
+fn why_not_running(
+    pod: &Pod,
+    state: Option<&ContainerState>,
+) -> (Option<String>, Option<String>) {
+    if let Some(waiting) = state.and_then(|s| s.waiting.as_ref())
+        && let Some(reason) = waiting.reason.as_deref().filter(|r| FAILING_REASONS.contains(r))
+    {
+        return (Some(reason.to_owned()), waiting.message.clone());
+    }
+    let unscheduled = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled"))
+        .filter(|c| c.status == "False");
+    match unscheduled {
+        Some(c) => (
+            Some(c.reason.clone().unwrap_or_else(|| UNSCHEDULABLE.to_owned())),
+            c.message.clone(),
+        ),
+        None => (None, None),
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +516,7 @@ mod tests {
             leftovers: vec![],
             policy: None,
             exposure: vec![],
+            target_changes: vec![],
         }
     }
 
@@ -416,6 +526,7 @@ mod tests {
             Situation::Injected {
                 pods: vec![],
                 note: None,
+                blocked: None,
             },
             "2026-11-23T10:00:00Z",
         );
@@ -443,6 +554,8 @@ mod tests {
 
     fn pod(name: &str, ready: bool) -> DebugPod {
         DebugPod {
+            reason: None,
+            message: None,
             name: name.to_owned(),
             container: "shellcar-dbg-1".to_owned(),
             ready,
@@ -464,6 +577,7 @@ mod tests {
                 Situation::Injected {
                     pods: vec![pod("web-1", false)],
                     note: None,
+                    blocked: None,
                 },
                 "2026-11-23T10:00:00Z",
             ),
@@ -480,6 +594,7 @@ mod tests {
                 Situation::Injected {
                     pods: vec![pod("web-1", true)],
                     note: None,
+                    blocked: None,
                 },
                 "2026-11-23T10:00:05Z",
             ),
@@ -523,6 +638,7 @@ mod tests {
                 Situation::Injected {
                     pods: vec![pod("web-1", true)],
                     note: None,
+                    blocked: None,
                 },
                 "2026-11-23T10:00:00Z",
             )
@@ -589,6 +705,7 @@ mod tests {
                 Situation::Injected {
                     pods: vec![],
                     note: Some("ReplicaSets do not roll out".to_owned()),
+                    blocked: None,
                 },
                 "2026-11-23T10:02:00Z",
             ),

@@ -60,6 +60,8 @@ pub struct Metrics {
     failures: Family<CategoryLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
     duration: Histogram,
+    time_to_ready: Histogram,
+    teardown: Histogram,
     sessions: Family<PhaseLabels, Gauge>,
     leader: Gauge,
     resident_memory: Gauge,
@@ -78,6 +80,16 @@ impl Default for Metrics {
             refusals.clone(),
         );
         let duration = Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        // From a session's creation to its first Ready: a sidecar waits for a rollout and
+        // image pulls (seconds to minutes), an ephemeral container for one pod.
+        let time_to_ready = Histogram::new([
+            0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+        ]);
+        // From a deletion (or expiry) to the session's changes undone: a patch, or a
+        // rollout back when pods are recycled.
+        let teardown = Histogram::new([
+            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+        ]);
         let sessions = Family::<PhaseLabels, Gauge>::default();
         registry.register("reconciles", "Reconciliations run", reconciles.clone());
         registry.register(
@@ -89,6 +101,16 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "How long a reconciliation took",
             duration.clone(),
+        );
+        registry.register(
+            "time_to_ready_seconds",
+            "Time from a session's creation to its first Ready (a debugger runs)",
+            time_to_ready.clone(),
+        );
+        registry.register(
+            "teardown_duration_seconds",
+            "How long undoing a session's changes took, from its end (deletion or expiry)",
+            teardown.clone(),
         );
         registry.register(
             "sessions",
@@ -114,6 +136,8 @@ impl Default for Metrics {
             failures,
             refusals,
             duration,
+            time_to_ready,
+            teardown,
             sessions,
             leader,
             phases: Mutex::default(),
@@ -126,6 +150,16 @@ impl Metrics {
     pub fn reconciled(&self, elapsed: Duration) {
         self.reconciles.inc();
         self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long a session took from its creation to its first Ready.
+    pub fn time_to_ready(&self, elapsed: Duration) {
+        self.time_to_ready.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records how long undoing a session's changes took.
+    pub fn teardown(&self, elapsed: Duration) {
+        self.teardown.observe(elapsed.as_secs_f64());
     }
 
     /// Counts a failed reconciliation.
@@ -155,6 +189,22 @@ impl Metrics {
             Some(phase) => phases.insert(key, phase),
             None => phases.remove(&key),
         };
+        self.refresh_sessions(&phases);
+    }
+
+    /// Forgets every session: a replica that stops leading no longer knows their phases,
+    /// and must not keep reporting them next to the new leader's.
+    pub fn forget_sessions(&self) {
+        let Ok(mut phases) = self.phases.lock() else {
+            return;
+        };
+        phases.clear();
+        // No series at all, as on a replica that never led.
+        self.sessions.clear();
+    }
+
+    /// Sets the gauge of every phase to its count in `phases`.
+    fn refresh_sessions(&self, phases: &HashMap<String, Phase>) {
         for p in [
             Phase::Pending,
             Phase::AwaitingApproval,
@@ -309,6 +359,97 @@ mod tests {
         assert!(
             text.contains("shellcar_reconcile_duration_seconds_count 1"),
             "{text}"
+        );
+    }
+
+    /// The value of `series` (name and labels, as exposed) in `m`'s exposition.
+    fn sample(m: &Metrics, series: &str) -> Option<f64> {
+        m.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    fn sessions_in(m: &Metrics, phase: &str) -> Option<f64> {
+        sample(m, &format!("shellcar_sessions{{phase=\"{phase}\"}}"))
+    }
+
+    #[test]
+    fn the_phase_gauge_forgets_sessions_that_are_gone() {
+        let m = Metrics::default();
+        m.session_phase("shop/a".to_owned(), Some(Phase::Injecting));
+        m.session_phase("shop/b".to_owned(), Some(Phase::Injecting));
+        assert_eq!(sessions_in(&m, "Injecting"), Some(2.0));
+        // A session counts in its current phase only.
+        m.session_phase("shop/a".to_owned(), Some(Phase::Active));
+        assert_eq!(sessions_in(&m, "Injecting"), Some(1.0));
+        assert_eq!(sessions_in(&m, "Active"), Some(1.0));
+        // Deleted sessions count nowhere.
+        m.session_phase("shop/a".to_owned(), None);
+        m.session_phase("shop/b".to_owned(), None);
+        for phase in [
+            "Pending",
+            "AwaitingApproval",
+            "Injecting",
+            "Active",
+            "Ended",
+        ] {
+            assert_eq!(sessions_in(&m, phase), Some(0.0), "{phase}: {}", m.encode());
+        }
+        // Forgetting a session that was never seen changes nothing.
+        m.session_phase("shop/c".to_owned(), None);
+        assert_eq!(sessions_in(&m, "Active"), Some(0.0));
+    }
+
+    #[test]
+    fn a_replica_that_stops_leading_forgets_every_session() {
+        let m = Metrics::default();
+        m.session_phase("shop/a".to_owned(), Some(Phase::Active));
+        m.session_phase("shop/b".to_owned(), Some(Phase::Injecting));
+        m.forget_sessions();
+        let text = m.encode();
+        assert!(!text.contains("shellcar_sessions{"), "{text}");
+        // Leading again, it counts only what it sees from then on.
+        m.session_phase("shop/c".to_owned(), Some(Phase::Active));
+        assert_eq!(sessions_in(&m, "Active"), Some(1.0));
+        assert_eq!(sessions_in(&m, "Injecting"), Some(0.0));
+    }
+
+    #[test]
+    fn time_to_ready_and_teardown_are_histograms_in_seconds() {
+        let m = Metrics::default();
+        // Exposed before any observation, so that dashboards and alerts find them.
+        assert_eq!(
+            sample(&m, "shellcar_time_to_ready_seconds_count"),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&m, "shellcar_teardown_duration_seconds_count"),
+            Some(0.0)
+        );
+        m.time_to_ready(Duration::from_secs(90));
+        m.teardown(Duration::from_millis(300));
+        m.teardown(Duration::from_secs(4));
+        let ready = |le: &str| {
+            sample(
+                &m,
+                &format!("shellcar_time_to_ready_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(ready("60.0"), Some(0.0), "{}", m.encode());
+        assert_eq!(ready("120.0"), Some(1.0), "{}", m.encode());
+        assert_eq!(sample(&m, "shellcar_time_to_ready_seconds_sum"), Some(90.0));
+        let teardown = |le: &str| {
+            sample(
+                &m,
+                &format!("shellcar_teardown_duration_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(teardown("0.25"), Some(0.0), "{}", m.encode());
+        assert_eq!(teardown("0.5"), Some(1.0), "{}", m.encode());
+        assert_eq!(teardown("5.0"), Some(2.0), "{}", m.encode());
+        assert_eq!(
+            sample(&m, "shellcar_teardown_duration_seconds_count"),
+            Some(2.0)
         );
     }
 

@@ -91,6 +91,13 @@ pub enum Invalid {
     NotApproved { policy: String, deadline: String },
     #[error("{approver} rejected the session{}", if reason.is_empty() { String::new() } else { format!(": {reason}") })]
     ApprovalRejected { approver: String, reason: String },
+    #[error("the API server refused the change: {message}")]
+    Rejected { message: String },
+    #[error("no debugger ran within the start deadline of {deadline}{}", last.as_deref().map(|l| format!("; last: {l}")).unwrap_or_default())]
+    StartTimeout {
+        deadline: String,
+        last: Option<String>,
+    },
     #[error(
         "{field} {value:?} is not a quantity; write a number with an optional suffix, such as 64Mi, 1G, 250m or 0.5"
     )]
@@ -116,6 +123,8 @@ impl Invalid {
             Invalid::NoRequester => "NoRequester",
             Invalid::Forbidden { .. } => "Forbidden",
             Invalid::Quantity { .. } => "InvalidQuantity",
+            Invalid::Rejected { .. } => "Rejected",
+            Invalid::StartTimeout { .. } => "StartTimeout",
             Invalid::PolicyDenied { .. } => "PolicyDenied",
             Invalid::PolicyRevoked { .. } => "PolicyRevoked",
             Invalid::PodSecurity { .. } => "PodSecurity",
@@ -283,6 +292,7 @@ mod tests {
             default_image: "busybox".to_owned(),
             max_ttl: Duration::from_secs(24 * 3600),
             allowed_images: vec![],
+            start_deadline: Duration::from_secs(300),
         }
     }
 

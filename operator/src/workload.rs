@@ -48,6 +48,12 @@ pub struct Workload {
     /// The workload's `spec.selector` (labels and expressions); `None` when it has none
     /// or it cannot be read, which selects no pods.
     pub selector: Option<Selector>,
+    /// How many pods it asks for: `spec.replicas` (1 when unset); for a DaemonSet, the
+    /// nodes it should run on (`status.desiredNumberScheduled`).
+    pub replicas: Option<i64>,
+    /// Why it cannot create pods: the message of its `ReplicaFailure` condition (a quota,
+    /// a webhook, a Pod Security refusal).
+    pub replica_failure: Option<String>,
 }
 
 /// The API resource of a workload kind; `None` for Pods, which have no template.
@@ -87,7 +93,35 @@ impl Workload {
             .and_then(|s| s.get("selector"))
             .and_then(|s| serde_json::from_value::<LabelSelector>(s.clone()).ok())
             .and_then(|s| Selector::try_from(s).ok());
+        let status = obj.data.get("status");
+        let replicas = match kind {
+            TargetKind::DaemonSet => status
+                .and_then(|s| s.get("desiredNumberScheduled"))
+                .and_then(serde_json::Value::as_i64),
+            _ => Some(
+                spec.and_then(|s| s.get("replicas"))
+                    .and_then(serde_json::Value::as_i64)
+                    .unwrap_or(1),
+            ),
+        };
+        let replica_failure = status
+            .and_then(|s| s.get("conditions"))
+            .and_then(serde_json::Value::as_array)
+            .and_then(|conditions| {
+                conditions.iter().find(|c| {
+                    c.get("type").and_then(serde_json::Value::as_str) == Some("ReplicaFailure")
+                        && c.get("status").and_then(serde_json::Value::as_str) == Some("True")
+                })
+            })
+            .map(|c| {
+                c.get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("it cannot create pods")
+                    .to_owned()
+            });
         Ok(Workload {
+            replicas,
+            replica_failure,
             selector,
             kind,
             uid: obj.uid(),

@@ -402,6 +402,12 @@ pub struct DebugSessionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub exposure: Vec<Exposure>,
+
+    /// Changes other field managers made to the target's pod template while the session
+    /// ran. Teardown removes only shellcar's own fields, so these changes stay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub target_changes: Vec<TargetChange>,
 }
 
 /// What the debugger can read in one container of the pods it joins.
@@ -520,6 +526,24 @@ pub struct DebugPod {
     /// For a Copy session, the pod this one is a copy of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_of: Option<String>,
+    /// Why the debugger is not running here, as Kubernetes says it: a waiting reason such
+    /// as ImagePullBackOff or CrashLoopBackOff, or Unschedulable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The kubelet's or scheduler's message that goes with `reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A change another field manager made to the target's pod template during the session.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetChange {
+    /// The field manager that changed the template, such as `kubectl-edit` or
+    /// `argocd-controller`.
+    pub manager: String,
+    /// When it last changed it.
+    pub time: Time,
 }
 
 #[cfg(test)]

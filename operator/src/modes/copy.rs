@@ -87,6 +87,8 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
                 pods: req.debug_pods().await?,
                 note: Some("the copied pod no longer exists".to_owned()),
                 exposure: Vec::new(),
+                blocked: None,
+                changes: Vec::new(),
             });
         }
         return Ok(req.missing());
@@ -137,6 +139,8 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
         pods: req.debug_pods().await?,
         note: None,
         exposure,
+        blocked: None,
+        changes: Vec::new(),
     })
 }
 

@@ -287,6 +287,8 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             .and_then(|p| p.spec.as_ref())
             .map(exposure::report)
             .unwrap_or_default(),
+        blocked: None,
+        changes: Vec::new(),
     })
 }
 

@@ -18,8 +18,10 @@ use kube::{Client, ResourceExt};
 use crate::context::{Capabilities, Context, Error};
 use crate::crd::Resolved;
 use crate::crd::{
-    DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetKind,
+    DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetChange,
+    TargetKind,
 };
+use crate::status::Problem;
 use crate::validate::{Invalid, MAX_PODS, Plan};
 use crate::{naming, status, workload};
 
@@ -40,6 +42,8 @@ pub struct Request<'a> {
     /// When the session expired according to its status before this reconcile.
     pub previous_expires_at: Option<jiff::Timestamp>,
     pub previous_target: Option<&'a ResolvedTarget>,
+    /// When the debugger was first injected, per the status before this reconcile.
+    pub started_at: Option<jiff::Timestamp>,
 }
 
 impl Request<'_> {
@@ -81,6 +85,10 @@ pub enum Outcome {
         note: Option<String>,
         /// What the debugger can read in the pods it joins.
         exposure: Vec<Exposure>,
+        /// Why no pod can run the debugger, when the workload says so.
+        blocked: Option<Problem>,
+        /// Changes other field managers made to the template during the session.
+        changes: Vec<TargetChange>,
     },
     /// The target (or a pod of it) is not there.
     Missing { message: String },

@@ -5,6 +5,7 @@
 //! The intents are built by pure functions; [`apply`] and [`teardown`] send them.
 
 use k8s_openapi::api::core::v1::Container;
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::Client;
 use kube::api::{Patch, PatchParams};
@@ -14,7 +15,8 @@ use tracing::info;
 
 use super::{Outcome, Request, owns_fields, resolved};
 use crate::context::Error;
-use crate::crd::TargetKind;
+use crate::crd::{DebugPod, TargetChange, TargetKind};
+use crate::status::{NO_REPLICAS, Problem, REPLICA_FAILURE};
 use crate::validate::{self, Invalid};
 use crate::workload::{self, Rollout, Workload};
 use crate::{exposure, naming};
@@ -157,8 +159,14 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
         }
     }
     let pods = req.debug_pods().await?;
+    let changes = req
+        .started_at
+        .map(|since| target_changes(&workload.managed_fields, since))
+        .unwrap_or_default();
     Ok(Outcome::Applied {
-        note: rollout_note(&workload, pods.is_empty()),
+        note: rollout_note(&workload, &pods),
+        blocked: blocked(&workload),
+        changes,
         exposure: workload
             .template
             .spec
@@ -170,14 +178,68 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     })
 }
 
-/// What a person should know when the template changed but pods may not follow.
-fn rollout_note(workload: &Workload, no_pods: bool) -> Option<String> {
-    (workload.rollout == Rollout::OnDelete && no_pods).then(|| {
-        format!(
+/// What a person should know about the rollout: pods that follow only when deleted, and
+/// on how many nodes a DaemonSet runs the debugger.
+fn rollout_note(workload: &Workload, pods: &[DebugPod]) -> Option<String> {
+    if workload.rollout == Rollout::OnDelete && pods.is_empty() {
+        return Some(format!(
             "{} {} replaces pods only when they are deleted: delete a pod to get the debugger",
             workload.kind, workload.name
-        )
+        ));
+    }
+    if workload.kind == TargetKind::DaemonSet {
+        let running = pods.iter().filter(|p| p.ready).count();
+        let nodes = workload.replicas.unwrap_or_default();
+        return Some(format!(
+            "DaemonSet {} runs the debugger on {running} of {nodes} nodes",
+            workload.name
+        ));
+    }
+    None
+}
+
+/// Why the workload cannot run the debugger at all: no replicas, or no pods created.
+fn blocked(workload: &Workload) -> Option<Problem> {
+    let (kind, name) = (workload.kind, &workload.name);
+    if let Some(failure) = &workload.replica_failure {
+        return Some(Problem {
+            reason: REPLICA_FAILURE,
+            message: format!("{kind} {name} cannot create pods: {failure}"),
+        });
+    }
+    (kind != TargetKind::DaemonSet && workload.replicas == Some(0)).then(|| Problem {
+        reason: NO_REPLICAS,
+        message: format!("{kind} {name} has 0 replicas; scale it up to get the debugger"),
     })
+}
+
+/// The field managers other than shellcar's that changed the pod template after `since`
+/// (read from managedFields: each manager's entry carries the time of its last change).
+pub fn target_changes(managed: &[ManagedFieldsEntry], since: Timestamp) -> Vec<TargetChange> {
+    let mut changes: Vec<TargetChange> = managed
+        .iter()
+        .filter(|e| e.subresource.as_deref().is_none_or(str::is_empty))
+        .filter(|e| {
+            e.manager.as_deref().is_some_and(|m| {
+                !naming::is_session_manager(m) && m != naming::CONTROLLER_MANAGER
+            })
+        })
+        .filter(|e| e.time.as_ref().is_some_and(|t| t.0 > since))
+        .filter(|e| {
+            e.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:spec/f:template").is_some())
+        })
+        .filter_map(|e| {
+            Some(TargetChange {
+                manager: e.manager.clone()?,
+                time: e.time.clone()?,
+            })
+        })
+        .collect();
+    changes.sort_by(|a, b| a.manager.cmp(&b.manager));
+    changes.dedup_by(|a, b| a.manager == b.manager);
+    changes
 }
 
 /// Removes everything `manager` owns on workload `kind` `name`, if it exists and the

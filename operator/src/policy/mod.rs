@@ -469,6 +469,7 @@ mod tests {
             default_image: "busybox".to_owned(),
             max_ttl: Duration::from_secs(24 * 3600),
             allowed_images: vec![],
+            start_deadline: Duration::from_secs(300),
         }
     }
 
