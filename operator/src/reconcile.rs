@@ -483,3 +483,49 @@ async fn write_status(
 fn now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(yaml: &str) -> DebugSessionStatus {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_start_deadline_counts_from_injection_or_the_last_time_ready_turned_false() {
+        let now = at("2026-11-24T10:10:00Z");
+        // Pending for long (Ready False since creation), injected at 10:05.
+        let injected = status(
+            r#"
+startedAt: "2026-11-24T10:05:00Z"
+conditions:
+- {type: Ready, status: "False", reason: WaitingForPods, message: m, lastTransitionTime: "2026-11-24T09:00:00Z"}
+"#,
+        );
+        assert_eq!(waiting_since(&injected, now), at("2026-11-24T10:05:00Z"));
+        // Ran, then stopped at 10:08.
+        let stopped = status(
+            r#"
+startedAt: "2026-11-24T10:05:00Z"
+conditions:
+- {type: Ready, status: "False", reason: CrashLoopBackOff, message: m, lastTransitionTime: "2026-11-24T10:08:00Z"}
+"#,
+        );
+        assert_eq!(waiting_since(&stopped, now), at("2026-11-24T10:08:00Z"));
+        // Running until now, or never injected: the clock starts now.
+        let running = status(
+            r#"
+startedAt: "2026-11-24T10:05:00Z"
+conditions:
+- {type: Ready, status: "True", reason: DebuggerRunning, message: m, lastTransitionTime: "2026-11-24T10:06:00Z"}
+"#,
+        );
+        assert_eq!(waiting_since(&running, now), now);
+        assert_eq!(waiting_since(&DebugSessionStatus::default(), now), now);
+    }
+}

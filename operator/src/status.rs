@@ -466,12 +466,12 @@ pub fn is_failing(reason: &str) -> bool {
 /// Why the debugger container in `pod` (with `state`) is not running, as Kubernetes
 /// says it: the container's waiting reason when it is one of [`FAILING_REASONS`], else an
 /// unschedulable pod's scheduler message.
-fn why_not_running(
-    pod: &Pod,
-    state: Option<&ContainerState>,
-) -> (Option<String>, Option<String>) {
+fn why_not_running(pod: &Pod, state: Option<&ContainerState>) -> (Option<String>, Option<String>) {
     if let Some(waiting) = state.and_then(|s| s.waiting.as_ref())
-        && let Some(reason) = waiting.reason.as_deref().filter(|r| FAILING_REASONS.contains(r))
+        && let Some(reason) = waiting
+            .reason
+            .as_deref()
+            .filter(|r| FAILING_REASONS.contains(r))
     {
         return (Some(reason.to_owned()), waiting.message.clone());
     }
@@ -788,5 +788,193 @@ mod tests {
         .unwrap();
         let found = debug_pods(&pods, "shop", "dbg", "shellcar-dbg-1");
         assert_eq!(found, vec![pod("web-1", false), pod("web-2", true)]);
+    }
+
+    fn injected(pods: Vec<DebugPod>, blocked: Option<Problem>) -> Situation {
+        Situation::Injected {
+            pods,
+            note: None,
+            blocked,
+        }
+    }
+
+    #[test]
+    fn a_debugger_that_cannot_pull_or_be_scheduled_names_why() {
+        let pods: Vec<Pod> = serde_yaml::from_str(
+            r#"
+- metadata:
+    name: web-1
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+  status:
+    containerStatuses:
+    - name: shellcar-dbg-1
+      image: reg/nope:1
+      imageID: ""
+      ready: false
+      restartCount: 0
+      state: {waiting: {reason: ImagePullBackOff, message: 'Back-off pulling image "reg/nope:1"'}}
+- metadata:
+    name: web-2
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+  status:
+    phase: Pending
+    conditions:
+    - {type: PodScheduled, status: "False", reason: Unschedulable, message: "0/1 nodes are available: 1 Insufficient cpu."}
+- metadata:
+    name: web-3
+    annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+  status:
+    containerStatuses:
+    - {name: shellcar-dbg-1, image: busybox, imageID: "", ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}
+"#,
+        )
+        .unwrap();
+        let found = debug_pods(&pods, "shop", "dbg", "shellcar-dbg-1");
+        let why: Vec<(Option<&str>, Option<&str>)> = found
+            .iter()
+            .map(|p| (p.reason.as_deref(), p.message.as_deref()))
+            .collect();
+        assert_eq!(
+            why,
+            [
+                (
+                    Some("ImagePullBackOff"),
+                    Some("Back-off pulling image \"reg/nope:1\"")
+                ),
+                (
+                    Some("Unschedulable"),
+                    Some("0/1 nodes are available: 1 Insufficient cpu.")
+                ),
+                // Still starting: nothing to report.
+                (None, None),
+            ]
+        );
+        let status = next(
+            &DebugSessionStatus::default(),
+            facts(injected(found, None), "2026-11-23T10:00:00Z"),
+        );
+        assert_eq!(status.phase, Some(Phase::Injecting));
+        assert_eq!(cond(&status, READY), ("False", "ImagePullBackOff"));
+        assert_eq!(cond(&status, RECONCILING), ("True", "ImagePullBackOff"));
+        assert_eq!(
+            status.message.as_deref(),
+            Some(
+                "debugger shellcar-dbg-1 cannot start in pod web-1: ImagePullBackOff: Back-off pulling image \"reg/nope:1\""
+            )
+        );
+        let event = transition(&DebugSessionStatus::default(), &status).unwrap();
+        assert!(event.warning);
+        assert_eq!(event.reason, "ImagePullBackOff");
+    }
+
+    #[test]
+    fn a_workload_that_cannot_run_the_debugger_says_so() {
+        let zero = next(
+            &DebugSessionStatus::default(),
+            facts(
+                injected(
+                    vec![],
+                    Some(Problem {
+                        reason: NO_REPLICAS,
+                        message: "Deployment web has 0 replicas; scale it up to get the debugger"
+                            .to_owned(),
+                    }),
+                ),
+                "2026-11-23T10:00:00Z",
+            ),
+        );
+        assert_eq!(cond(&zero, READY), ("False", "NoReplicas"));
+        assert_eq!(
+            zero.message.as_deref(),
+            Some(
+                "debugger shellcar-dbg-1 was added to Deployment web, but Deployment web has 0 replicas; scale it up to get the debugger"
+            )
+        );
+        // Waiting for someone to scale up is no failure.
+        let event = transition(&DebugSessionStatus::default(), &zero).unwrap();
+        assert!(!event.warning);
+        assert_eq!(event.reason, "Injected");
+        let quota = next(
+            &DebugSessionStatus::default(),
+            facts(
+                injected(
+                    vec![],
+                    Some(Problem {
+                        reason: REPLICA_FAILURE,
+                        message: "Deployment web cannot create pods: exceeded quota".to_owned(),
+                    }),
+                ),
+                "2026-11-23T10:00:00Z",
+            ),
+        );
+        let event = transition(&zero, &quota).unwrap();
+        assert!(event.warning);
+        assert_eq!(event.reason, "ReplicaFailure");
+        // A running pod is what counts.
+        let running = next(
+            &quota,
+            facts(
+                injected(vec![pod("web-1", true)], None),
+                "2026-11-23T10:01:00Z",
+            ),
+        );
+        assert_eq!(cond(&running, READY), ("True", "DebuggerRunning"));
+    }
+
+    /// The status kstatus computes for a custom resource, as its documentation defines
+    /// it: a spec newer than `observedGeneration` or `Reconciling=True` is InProgress,
+    /// `Stalled=True` is Failed, anything else Current.
+    fn kstatus(generation: i64, status: &DebugSessionStatus) -> &'static str {
+        let is_true = |t: &str| condition(status, t).is_some_and(|c| c.status == "True");
+        if status.observed_generation.is_some_and(|g| g < generation) || is_true(RECONCILING) {
+            "InProgress"
+        } else if is_true(STALLED) {
+            "Failed"
+        } else {
+            "Current"
+        }
+    }
+
+    #[test]
+    fn kstatus_reads_every_situation_as_flux_and_argo_should() {
+        let refused = Situation::Refused {
+            reason: "StartTimeout",
+            message: "no debugger ran within the start deadline of 5m".to_owned(),
+        };
+        let cases: Vec<(Situation, &str)> = vec![
+            (injected(vec![], None), "InProgress"),
+            (injected(vec![pod("web-1", false)], None), "InProgress"),
+            (injected(vec![pod("web-1", true)], None), "Current"),
+            (refused, "Failed"),
+            (
+                Situation::TargetMissing {
+                    message: "Deployment web not found".to_owned(),
+                },
+                "InProgress",
+            ),
+            // Waiting for a person: nothing is in progress, and nothing failed.
+            (
+                Situation::AwaitingApproval {
+                    policy: "prod".to_owned(),
+                    due: at("2026-11-23T11:00:00Z"),
+                },
+                "Current",
+            ),
+            (Situation::Expired, "Current"),
+            (Situation::Ended, "Current"),
+        ];
+        for (situation, expected) in cases {
+            let label = format!("{situation:?}");
+            let status = next(
+                &DebugSessionStatus::default(),
+                facts(situation, "2026-11-23T10:00:00Z"),
+            );
+            // Ready is there from the first status on, and observedGeneration is set.
+            assert!(condition(&status, READY).is_some(), "{label}");
+            assert_eq!(status.observed_generation, Some(1), "{label}");
+            assert_eq!(kstatus(1, &status), expected, "{label}");
+            // A spec newer than the status is in progress, whatever the status says.
+            assert_eq!(kstatus(2, &status), "InProgress", "{label}");
+        }
     }
 }

@@ -295,4 +295,37 @@ spec:
             Err(Error::NoTemplate { .. })
         ));
     }
+
+    #[test]
+    fn replicas_nodes_and_replica_failures_are_read() {
+        let scaled_down = fixture(
+            "{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {replicas: 0, template: {}}}",
+        );
+        assert_eq!(scaled_down.replicas, Some(0));
+        let unset = fixture(
+            "{apiVersion: apps/v1, kind: StatefulSet, metadata: {name: db}, spec: {template: {}}}",
+        );
+        assert_eq!(unset.replicas, Some(1));
+        let ds = fixture(
+            "{apiVersion: apps/v1, kind: DaemonSet, metadata: {name: agent}, spec: {template: {}}, status: {desiredNumberScheduled: 3}}",
+        );
+        assert_eq!(ds.replicas, Some(3));
+        assert_eq!(ds.replica_failure, None);
+        let quota = fixture(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec: {template: {}}
+status:
+  conditions:
+  - {type: Available, status: "True"}
+  - {type: ReplicaFailure, status: "True", reason: FailedCreate, message: 'pods "web-1" is forbidden: exceeded quota: pods'}
+"#,
+        );
+        assert_eq!(
+            quota.replica_failure.as_deref(),
+            Some("pods \"web-1\" is forbidden: exceeded quota: pods")
+        );
+    }
 }

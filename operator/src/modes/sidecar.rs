@@ -4,8 +4,8 @@
 //!
 //! The intents are built by pure functions; [`apply`] and [`teardown`] send them.
 
-use k8s_openapi::api::core::v1::Container;
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::Client;
 use kube::api::{Patch, PatchParams};
@@ -220,9 +220,9 @@ pub fn target_changes(managed: &[ManagedFieldsEntry], since: Timestamp) -> Vec<T
         .iter()
         .filter(|e| e.subresource.as_deref().is_none_or(str::is_empty))
         .filter(|e| {
-            e.manager.as_deref().is_some_and(|m| {
-                !naming::is_session_manager(m) && m != naming::CONTROLLER_MANAGER
-            })
+            e.manager
+                .as_deref()
+                .is_some_and(|m| !naming::is_session_manager(m) && m != naming::CONTROLLER_MANAGER)
         })
         .filter(|e| e.time.as_ref().is_some_and(|t| t.0 > since))
         .filter(|e| {
@@ -361,5 +361,84 @@ spec:
         ));
         // no managedFields at all: still the user's
         assert!(!claims_share_process_namespace(Some(true), &[]));
+    }
+
+    #[test]
+    fn changes_of_other_managers_to_the_template_since_injection_are_reported() {
+        let fields = managed(
+            r#"
+- manager: kubectl-client-side-apply
+  operation: Update
+  time: "2026-11-24T09:00:00Z"
+  fieldsV1: {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}
+- manager: kubectl-set
+  operation: Update
+  time: "2026-11-24T10:05:00Z"
+  fieldsV1: {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"nginx\"}": {"f:env": {}}}}}}}
+- manager: shellcar.dev/dbg
+  operation: Apply
+  time: "2026-11-24T10:06:00Z"
+  fieldsV1: {"f:spec": {"f:template": {"f:spec": {"f:containers": {}}}}}
+- manager: kube-controller-manager
+  operation: Update
+  time: "2026-11-24T10:07:00Z"
+  fieldsV1: {"f:status": {"f:replicas": {}}}
+- manager: kubectl-scale
+  operation: Update
+  subresource: scale
+  time: "2026-11-24T10:08:00Z"
+  fieldsV1: {"f:spec": {"f:replicas": {}}}
+"#,
+        );
+        let since: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let changes = target_changes(&fields, since);
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| c.manager.as_str())
+                .collect::<Vec<_>>(),
+            ["kubectl-set"]
+        );
+        // Nothing changed after the last look.
+        assert!(target_changes(&fields, "2026-11-24T11:00:00Z".parse().unwrap()).is_empty());
+    }
+
+    fn workload(yaml: &str) -> Workload {
+        let obj: kube::api::DynamicObject = serde_yaml::from_str(yaml).unwrap();
+        let kind = match obj.types.as_ref().unwrap().kind.as_str() {
+            "DaemonSet" => TargetKind::DaemonSet,
+            _ => TargetKind::Deployment,
+        };
+        Workload::from_dynamic(kind, &obj).unwrap()
+    }
+
+    #[test]
+    fn zero_replicas_and_daemonset_nodes_are_said_plainly() {
+        let zero = workload(
+            "{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {replicas: 0, template: {}}}",
+        );
+        let problem = blocked(&zero).unwrap();
+        assert_eq!(problem.reason, NO_REPLICAS);
+        assert_eq!(
+            problem.message,
+            "Deployment web has 0 replicas; scale it up to get the debugger"
+        );
+        let ds = workload(
+            "{apiVersion: apps/v1, kind: DaemonSet, metadata: {name: agent}, spec: {template: {}}, status: {desiredNumberScheduled: 3}}",
+        );
+        assert_eq!(blocked(&ds), None);
+        let pod = |name: &str, ready| DebugPod {
+            name: name.to_owned(),
+            container: "c".to_owned(),
+            ready,
+            attach: String::new(),
+            copy_of: None,
+            reason: None,
+            message: None,
+        };
+        assert_eq!(
+            rollout_note(&ds, &[pod("a", true), pod("b", true), pod("c", false)]).as_deref(),
+            Some("DaemonSet agent runs the debugger on 2 of 3 nodes")
+        );
     }
 }
