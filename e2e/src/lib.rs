@@ -20,6 +20,7 @@ pub mod leader;
 pub mod namespace;
 pub mod pod;
 pub mod policy;
+pub mod prometheus;
 pub mod scenario;
 pub mod session;
 pub mod wait;

@@ -175,7 +175,7 @@ pub async fn run(
         recorder,
         policy,
         caches,
-        metrics,
+        metrics.clone(),
     ));
 
     let controller =
@@ -236,6 +236,8 @@ pub async fn run(
         () = namespace_watch => warn!("the Namespace watch ended"),
         () = policy_status => warn!("the DebugPolicy status controller ended"),
     }
+    // Only the leader counts sessions; a replica that stood down reports none.
+    metrics.forget_sessions();
     info!("controller stopped");
     Ok(())
 }

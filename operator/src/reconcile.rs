@@ -175,7 +175,7 @@ async fn refuse(
     invalid: &Invalid,
 ) -> Result<Action, Error> {
     facts.situation = refused(invalid);
-    let left = modes::teardown(&ctx.client, session, ns, Ending::Refused).await?;
+    let left = tear_down(session, ns, ctx, old, Ending::Refused).await?;
     facts.leftovers.extend(left);
     write_status(session, ns, ctx, old, facts).await?;
     Ok(Action::await_change())
@@ -193,7 +193,7 @@ async fn await_approval(
 ) -> Result<Action, Error> {
     // A policy that came to require approval for a running session stops it first.
     if old.started_at.is_some() && old.ended_at.is_none() {
-        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
+        facts.leftovers = tear_down(session, ns, ctx, old, Ending::Done).await?;
     }
     let target = &session.spec.target;
     facts.exposure = workload::pod_spec(&ctx.client, ns, target.kind, &target.name)
@@ -207,6 +207,24 @@ async fn await_approval(
     write_status(session, ns, ctx, old, facts).await?;
     let wait = ttl::remaining(now(), due).unwrap_or_default();
     Ok(Action::requeue(wait.min(AUTHORIZATION_RECHECK)))
+}
+
+/// Removes everything of the session ([`modes::teardown`]); the time it took goes into
+/// the teardown histogram when a debugger was in place (not for a session that never got
+/// that far, or a refusal repeated).
+async fn tear_down(
+    session: &DebugSession,
+    ns: &str,
+    ctx: &Context,
+    old: &DebugSessionStatus,
+    ending: Ending,
+) -> Result<Vec<String>, Error> {
+    let started = Instant::now();
+    let leftovers = modes::teardown(&ctx.client, session, ns, ending).await?;
+    if matches!(old.phase, Some(Phase::Injecting | Phase::Active)) {
+        ctx.metrics.teardown(started.elapsed());
+    }
+    Ok(leftovers)
 }
 
 /// Since when the session has gone without a running debugger: its injection, or the
@@ -308,7 +326,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
     let expires_at = ttl::expires_at(start, plan.ttl);
     facts.expires_at = Some(expires_at);
     let Some(remaining) = ttl::remaining(facts.now, expires_at) else {
-        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
+        facts.leftovers = tear_down(session, ns, ctx, &old, Ending::Done).await?;
         write_status(session, ns, ctx, &old, facts).await?;
         return Ok(Action::await_change());
     };
@@ -322,7 +340,7 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
 
     // A session whose mode changed starts again from a clean target.
     if old.mode.is_some_and(|m| m != plan.mode.into()) {
-        facts.leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
+        facts.leftovers = tear_down(session, ns, ctx, &old, Ending::Done).await?;
     }
 
     // fetch, validate against the target, build, apply: the mode's work
@@ -424,8 +442,8 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
 
 /// The session is being deleted: remove its debugger, then let it go.
 async fn cleanup(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action, Error> {
-    let leftovers = modes::teardown(&ctx.client, session, ns, Ending::Done).await?;
     let old = session.status.clone().unwrap_or_default();
+    let leftovers = tear_down(session, ns, ctx, &old, Ending::Done).await?;
     if old.phase != Some(Phase::Expired) {
         let mut facts = facts(session, &old, Situation::Ended);
         facts.leftovers = leftovers;
@@ -467,6 +485,20 @@ async fn write_status(
     if let Some(t) = status::transition(old, &new) {
         if new.phase == Some(Phase::Failed) {
             ctx.metrics.refused(&t.reason);
+        }
+        if new.phase == Some(Phase::Active) && old.phase != Some(Phase::Active) {
+            // From creation, or from the approval that started the ttl.
+            let start = session
+                .spec
+                .approval
+                .as_ref()
+                .map(|a| a.time.0)
+                .or_else(|| session.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            if let Some(start) = start
+                && let Ok(elapsed) = Duration::try_from(Timestamp::now().duration_since(start))
+            {
+                ctx.metrics.time_to_ready(elapsed);
+            }
         }
         let type_ = if t.warning {
             EventType::Warning

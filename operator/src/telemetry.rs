@@ -85,8 +85,7 @@ impl Default for Metrics {
         let time_to_ready = Histogram::new([
             0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
         ]);
-        // From a deletion (or expiry) to the session's changes undone: a patch, or a
-        // rollout back when pods are recycled.
+        // Undoing a session's changes: a patch, or a rollout back when pods are recycled.
         let teardown = Histogram::new([
             0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
         ]);
@@ -109,7 +108,7 @@ impl Default for Metrics {
         );
         registry.register(
             "teardown_duration_seconds",
-            "How long undoing a session's changes took, from its end (deletion or expiry)",
+            "How long tearing a session down (undoing its changes) took",
             teardown.clone(),
         );
         registry.register(
