@@ -3,11 +3,10 @@
 # `ctr images import --base-name` puts it into containerd's k8s.io namespace
 # (the one the CRI reads). Every image is named shellcar.local/NAME:TAG, so a
 # pod can never accidentally pull from anywhere (and pods use
-# imagePullPolicy: Never anyway).
+# imagePullPolicy: Never anyway). The packing itself (copy_elf, write_etc, oci_build) is
+# hack/lib/oci.sh, shared with hack/image, which builds the operator's image.
 #
-# Expects: KBIN, IMAGES, CTR_SOCK, plus lib/common.sh.
-
-IMAGE_PATH_ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Expects: KBIN, IMAGES, CTR_SOCK, STATE, plus lib/common.sh and hack/lib/oci.sh.
 
 ctrk() { timeout 120 ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 
@@ -17,63 +16,6 @@ image_present() {
   local refs
   refs=$(ctrk images ls -q 2>/dev/null) || return 1
   grep -Fxq -- "$1" <<<"$refs"
-}
-
-# copy_elf SRC ROOTFS DEST: put the executable SRC at ROOTFS/DEST, plus every
-# shared library ldd lists and the ELF interpreter, at the paths the dynamic
-# loader will look for them. Mode 0755 everywhere: the image must work for a
-# non-root user (uid 65532).
-copy_elf() {
-  local src=$1 root=$2 dest=$3 out lib
-  install -D -m 0755 "$src" "$root$dest"
-  out=$(ldd "$src" 2>&1) || true
-  if grep -qE 'not a dynamic executable|statically linked' <<<"$out"; then
-    return 0
-  fi
-  if grep -q 'not found' <<<"$out"; then
-    die "ldd $src: libraries missing on this machine: $(grep 'not found' <<<"$out" | tr -s ' \t\n' ' ')"
-  fi
-  # "libx.so => /path (0x..)" and the interpreter "/lib64/ld-linux-x86-64.so.2 (0x..)".
-  while read -r lib; do
-    [[ -e $root$lib ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
-  done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$out")
-}
-
-# oci_build TAG OUT_TAR FILL_FUNC [umoci config args...]: build a one-layer
-# image whose rootfs FILL_FUNC populates (called with the rootfs path), and
-# write the image layout, tagged with the bare TAG, to OUT_TAR.
-oci_build() {
-  local tag=$1 out=$2 fill=$3 tmp
-  shift 3
-  mkdir -p "$(dirname "$out")"
-  # A failed build leaves this behind (we exit at once); build_image_tars
-  # and load_image sweep build.* first.
-  tmp=$(mktemp -d "$(dirname "$out")/build.XXXXXX")
-  umoci init --layout "$tmp/oci"
-  umoci new --image "$tmp/oci:$tag"
-  umoci unpack --image "$tmp/oci:$tag" "$tmp/bundle" >/dev/null
-  "$fill" "$tmp/bundle/rootfs"
-  umoci repack --image "$tmp/oci:$tag" "$tmp/bundle"
-  umoci config --image "$tmp/oci:$tag" --config.env "$IMAGE_PATH_ENV" "$@"
-  umoci gc --layout "$tmp/oci"
-  tar -C "$tmp/oci" -cf "$out.tmp" .
-  mv "$out.tmp" "$out"
-  rm -rf "$tmp"
-}
-
-# Minimal account databases; nsswitch.conf so glibc's getpwnam reads them.
-write_etc() {
-  local root=$1
-  shift
-  mkdir -p "$root/etc" "$root/tmp" "$root/root"
-  chmod 1777 "$root/tmp"
-  {
-    echo 'root:x:0:0:root:/root:/bin/sh'
-    printf '%s\n' "$@"
-    echo 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin'
-  } >"$root/etc/passwd"
-  awk -F: '{ g = ($1 == "nobody") ? "nogroup" : $1; print g ":x:" $4 ":" }' "$root/etc/passwd" >"$root/etc/group"
-  printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n' >"$root/etc/nsswitch.conf"
 }
 
 fill_pause() {
@@ -152,8 +94,10 @@ import_images() {
   done
 }
 
-# load_image NAME:TAG BINARY: a one-binary image (e.g. the operator), with
-# entrypoint the binary, running as uid 65532 by default.
+# load_image NAME:TAG FILE: import FILE into containerd as exactly NAME:TAG. FILE is an
+# image archive holding one image (hack/image's, which e2e/deploy loads), imported as it
+# is, so the cluster runs that very image (same manifest digest); or an executable,
+# packed first as a one-binary image with entrypoint the binary, running as uid 65532.
 fill_binary() {
   local root=$1
   copy_elf "$LOAD_BINARY" "$root" "/usr/local/bin/${LOAD_BINARY##*/}"
@@ -162,15 +106,43 @@ fill_binary() {
 }
 
 load_image() {
-  local ref=$1 bin=$2 tag tmpdir
+  local ref=$1 file=$2 tmpdir tar
   [[ ${ref##*/} == ?*:?* ]] || die "load-image: expected NAME:TAG, got '$ref'"
-  [[ -f $bin && -x $bin ]] || die "load-image: $bin is not an executable file"
-  tag=${ref##*:}
-  LOAD_BINARY=$(readlink -f "$bin")
+  [[ -f $file ]] || die "load-image: $file is not a file"
   tmpdir=$(mktemp -d "$STATE/tmp/load.XXXXXX")
-  oci_build "$tag" "$tmpdir/image.tar" fill_binary \
-    --config.entrypoint "/usr/local/bin/${LOAD_BINARY##*/}" --config.user 65532:65532
-  import_image "$ref" "$tmpdir/image.tar"
+  if tar -tf "$file" ./oci-layout >/dev/null 2>&1 || tar -tf "$file" oci-layout >/dev/null 2>&1; then
+    import_archive "$ref" "$file" "$tmpdir"
+  else
+    [[ -x $file ]] || die "load-image: $file is neither an image archive nor an executable"
+    LOAD_BINARY=$(readlink -f "$file")
+    tar=$tmpdir/image.tar
+    oci_build "${ref##*:}" "$tar" fill_binary \
+      --config.entrypoint "/usr/local/bin/${LOAD_BINARY##*/}" --config.user 65532:65532
+    import_image "$ref" "$tar"
+  fi
   rm -rf "$tmpdir"
   log "loaded $ref"
+}
+
+# import_archive NAME:TAG TAR WORKDIR: import an archive holding one image, whatever its
+# index.json names it, then name it NAME:TAG. ctr names the image after its
+# io.containerd.image.name if it has one (hack/image's do), else BASE:TAG for the bare
+# tag of org.opencontainers.image.ref.name; BASE is unique, so that no image someone else
+# named is touched then. The import's own name is removed once NAME:TAG exists.
+import_archive() {
+  local ref=$1 tar=$2 work=$3 index base imported
+  index=$(tar -xOf "$tar" ./index.json 2>/dev/null || tar -xOf "$tar" index.json) ||
+    die "load-image: $tar has no index.json"
+  base=shellcar.local/load-${work##*.}
+  base=${base,,}
+  imported=$(jq -er --arg base "$base" '.manifests | if length == 1 then .[0].annotations else error("not one image") end
+    | .["io.containerd.image.name"] // ($base + ":" + .["org.opencontainers.image.ref.name"])' <<<"$index") ||
+    die "load-image: $tar must hold exactly one named or tagged image"
+  ctrk images import --base-name "$base" "$tar" >/dev/null || die "importing $tar failed"
+  image_present "$imported" || die "$tar: no image $imported after import"
+  if [[ $imported != "$ref" ]]; then
+    ctrk images tag --force "$imported" "$ref" >/dev/null || die "tagging $imported as $ref failed"
+    ctrk images rm "$imported" >/dev/null
+  fi
+  image_present "$ref" || die "$ref not present after import"
 }
