@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CLUSTER := e2e/cluster
 E2E_THREADS ?= 3
 
-.PHONY: help run test unit e2e bench chaos cluster-up cluster-down deploy crds lint fmt
+.PHONY: help run test unit e2e bench chaos cluster-up cluster-down deploy image crds lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,8 +21,12 @@ e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if n
 	cargo test --locked -p shellcar-e2e --no-run
 	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e -- --test-threads=$(E2E_THREADS)
 
-bench: cluster-up deploy ## Benchmark on the local cluster: latency, throughput, memory (prints numbers)
-	cargo bench --locked -p shellcar-e2e --no-run
+# SHELLCAR_BENCH_PAIRS, _SESSIONS, _UNRELATED, _CLIENTS, _LIFECYCLES, _IDLE_SECONDS and _ONLY
+# change the scale (see e2e/src/bench/mod.rs).
+bench: cluster-up ## Benchmark the release build on the local cluster against kubectl; prints a table with the targets
+	SHELLCAR_RELEASE=1 e2e/deploy
+	# Build outside the cluster's network namespace, which has no route to the registry.
+	cargo bench --locked -p shellcar-e2e --bench sessions --no-run
 	$(CLUSTER) exec -- cargo bench --locked -p shellcar-e2e --bench sessions
 
 CHAOS_LIFECYCLES ?= 100
@@ -38,6 +42,9 @@ cluster-down: ## Stop the local cluster and remove its state
 
 deploy: ## Build the operator image and deploy it into the local cluster
 	e2e/deploy
+
+image: ## Build the operator image (release) as an OCI archive, target/image/shellcar-VERSION.tar
+	hack/image
 
 crds: ## Regenerate crds/ from the Rust types
 	cargo run --locked -q -p shellcar -- crd --out-dir crds

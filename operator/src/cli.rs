@@ -1,12 +1,21 @@
-//! Command line: `run` the controller, print the `crd`s, `attach` to a session, `approve`
-//! or `reject` one.
+//! Command line: `run` the controller, print the `crd`s; the client side (`debug`,
+//! `attach`, `ls`, `end`, `extend`, `approve`, `reject`, `completion`), which also runs as
+//! the kubectl plugin `kubectl shellcar`.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::client::TargetRef;
+use crate::crd::{Mode, PodSelection, Profile};
 use crate::telemetry::LogFormat;
+
+/// The name kubectl looks for on PATH to run `kubectl shellcar`.
+pub const PLUGIN_BINARY: &str = "kubectl-shellcar";
 
 /// shellcar: declarative, audited, self-expiring debug shells beside Kubernetes workloads.
 #[derive(Debug, Parser)]
@@ -22,12 +31,187 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print every CustomResourceDefinition as YAML, or write each to its own file.
     Crd(CrdArgs),
+    /// Create a DebugSession for TARGET, wait until it is Ready, and attach to its debugger.
+    Debug(Box<DebugArgs>),
     /// Wait until a DebugSession is Ready, then attach a terminal to its debugger.
     Attach(AttachArgs),
+    /// List DebugSessions: target, mode, phase, requester, expiry.
+    Ls(LsArgs),
+    /// Delete a DebugSession and wait until its debugger is removed.
+    End(EndArgs),
+    /// Raise a DebugSession's ttl by a duration.
+    Extend(ExtendArgs),
     /// Show a DebugSession that awaits approval, and approve it.
     Approve(DecideArgs),
     /// Show a DebugSession that awaits approval, and reject it.
     Reject(DecideArgs),
+    /// Print a shell completion script.
+    Completion(CompletionArgs),
+}
+
+/// Parses the process's arguments. Run as `kubectl-shellcar` (by `kubectl shellcar`), help
+/// and errors name the command `kubectl shellcar`.
+pub fn parse() -> Cli {
+    parse_from(std::env::args_os())
+}
+
+/// Parses `args` as [`parse`] does; exits with clap's message on an error.
+pub fn parse_from<I, T>(args: I) -> Cli
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let matches = command_for(args.first().map(Path::new)).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The clap command, named as the binary at `argv0` was invoked.
+pub fn command_for(argv0: Option<&Path>) -> clap::Command {
+    let plugin = argv0
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == PLUGIN_BINARY);
+    let command = Cli::command();
+    if plugin {
+        command.bin_name("kubectl shellcar")
+    } else {
+        command
+    }
+}
+
+/// Which cluster and namespace a client command works in, as kubectl's flags of the same
+/// names say.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// Namespace; default: the kubeconfig context's.
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use; default: its current context.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Path of the kubeconfig file; default: KUBECONFIG, ~/.kube/config, or in-cluster.
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DebugArgs {
+    /// What to debug, as kubectl writes it: deploy/NAME, sts/NAME, ds/NAME, rs/NAME,
+    /// pod/NAME, or a pod's name.
+    pub target: TargetRef,
+    #[command(flatten)]
+    pub connection: ConnectArgs,
+    /// How the debugger reaches the target; Auto: Sidecar for workloads, Ephemeral for pods.
+    #[arg(long, default_value = "Auto", ignore_case = true,
+          value_parser = PossibleValuesParser::new(["Auto", "Sidecar", "Ephemeral", "Copy"]).map(|s| mode(&s)))]
+    pub mode: Mode,
+    /// Security profile of the debugger, as in `kubectl debug --profile`.
+    #[arg(long, default_value = "General", ignore_case = true,
+          value_parser = PossibleValuesParser::new(["General", "Baseline", "Restricted", "NetAdmin", "SysAdmin"]).map(|s| profile(&s)))]
+    pub profile: Profile,
+    /// Image of the debugger; default: the operator's.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// How long the session lives, such as 30m or 1h30m; default: 1h.
+    #[arg(long, value_parser = parse_ttl)]
+    pub ttl: Option<String>,
+    /// The target container whose processes matter most.
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// Which pods of a workload an Ephemeral session debugs.
+    #[arg(long, default_value = "One", ignore_case = true,
+          value_parser = PossibleValuesParser::new(["One", "All"]).map(|s| pods(&s)))]
+    pub pods: PodSelection,
+    /// Name of the DebugSession; default: `<target>-debug-<5 characters>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Attach once the session is Ready; default: when stdin is a terminal. With
+    /// `--attach=false`, print the session's name and attach command instead.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub attach: Option<bool>,
+    /// Delete the session when the attach ends, and wait until its debugger is removed.
+    #[arg(long)]
+    pub end_on_exit: bool,
+    /// How long to wait for the session to become Ready (approval included).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// How long --end-on-exit waits for the debugger's removal.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub end_timeout: Duration,
+    /// The debugger's command and arguments, after `--`; default: a shell that starts
+    /// again when you leave it.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn mode(s: &str) -> Mode {
+    match s.to_ascii_lowercase().as_str() {
+        "sidecar" => Mode::Sidecar,
+        "ephemeral" => Mode::Ephemeral,
+        "copy" => Mode::Copy,
+        _ => Mode::Auto,
+    }
+}
+
+fn profile(s: &str) -> Profile {
+    match s.to_ascii_lowercase().as_str() {
+        "baseline" => Profile::Baseline,
+        "restricted" => Profile::Restricted,
+        "netadmin" => Profile::NetAdmin,
+        "sysadmin" => Profile::SysAdmin,
+        _ => Profile::General,
+    }
+}
+
+fn pods(s: &str) -> PodSelection {
+    if s.eq_ignore_ascii_case("all") {
+        PodSelection::All
+    } else {
+        PodSelection::One
+    }
+}
+
+/// A ttl in the form the CRD accepts, checked before anything is sent.
+fn parse_ttl(s: &str) -> Result<String, crate::ttl::TtlError> {
+    crate::ttl::parse(s, Duration::MAX).map(|_| s.to_owned())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub connection: ConnectArgs,
+    /// List the sessions of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EndArgs {
+    /// Name of the DebugSession.
+    pub name: String,
+    #[command(flatten)]
+    pub connection: ConnectArgs,
+    /// How long to wait for the debugger's removal.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExtendArgs {
+    /// Name of the DebugSession.
+    pub name: String,
+    /// How much longer, such as 30m or 1h.
+    #[arg(value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    #[command(flatten)]
+    pub connection: ConnectArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,9 +296,8 @@ pub struct CrdArgs {
 pub struct AttachArgs {
     /// Name of the DebugSession.
     pub name: String,
-    /// Namespace of the DebugSession; default: the kubeconfig's.
-    #[arg(short, long)]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub connection: ConnectArgs,
     /// How long to wait for the session to become Ready.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -127,9 +310,8 @@ pub struct AttachArgs {
 pub struct DecideArgs {
     /// Name of the DebugSession.
     pub name: String,
-    /// Namespace of the DebugSession; default: the kubeconfig's.
-    #[arg(short, long)]
-    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub connection: ConnectArgs,
     /// Why, in your words; recorded in the session's spec.approval. Default: none.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
@@ -168,7 +350,7 @@ mod tests {
             panic!("parsed as another command");
         };
         assert_eq!(args.name, "web-debug");
-        assert_eq!(args.namespace, None);
+        assert_eq!(args.connection.namespace, None);
         assert_eq!(args.reason, "");
         assert!(!args.yes);
 
@@ -187,7 +369,7 @@ mod tests {
             panic!("parsed as another command");
         };
         assert_eq!(args.name, "web-debug");
-        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        assert_eq!(args.connection.namespace.as_deref(), Some("shop"));
         assert_eq!(args.reason, "not during the sale");
         assert!(args.yes);
 
@@ -196,7 +378,111 @@ mod tests {
             panic!("parsed as another command");
         };
         assert!(args.yes);
-        assert_eq!(args.namespace.as_deref(), Some("a"));
+        assert_eq!(args.connection.namespace.as_deref(), Some("a"));
+    }
+
+    fn debug_args(args: &[&str]) -> Result<DebugArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["shellcar", "debug"].iter().chain(args))?;
+        match cli.command {
+            Command::Debug(args) => Ok(*args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debug_attaches_by_terminal_unless_told_and_takes_a_command_after_dashes() {
+        let args = debug_args(&["deploy/web"]).unwrap();
+        assert_eq!(args.attach, None);
+        assert!(!args.end_on_exit);
+        assert!(args.command.is_empty());
+        assert_eq!(args.connection.namespace, None);
+        assert_eq!(args.timeout, Duration::from_secs(300));
+
+        let args = debug_args(&[
+            "--attach=false",
+            "sts/db",
+            "--context",
+            "prod",
+            "--kubeconfig=/tmp/kc",
+            "--end-on-exit",
+            "--",
+            "sh",
+            "-c",
+            "ps ax",
+        ])
+        .unwrap();
+        assert_eq!(args.attach, Some(false));
+        assert!(args.end_on_exit);
+        assert_eq!(args.target.to_string(), "sts/db");
+        assert_eq!(args.connection.context.as_deref(), Some("prod"));
+        assert_eq!(
+            args.connection.kubeconfig.as_deref(),
+            Some(Path::new("/tmp/kc"))
+        );
+        assert_eq!(args.command, ["sh", "-c", "ps ax"]);
+        assert_eq!(
+            debug_args(&["pod/x", "--attach"]).unwrap().attach,
+            Some(true)
+        );
+        // Not a flag followed by a stray word that turns attaching on.
+        assert!(debug_args(&["pod/x", "--attach", "false"]).is_err());
+        // Words before `--` are not the command.
+        assert!(debug_args(&["pod/x", "sh"]).is_err());
+    }
+
+    #[test]
+    fn debug_refuses_unknown_kinds_modes_and_ttls_before_connecting() {
+        let err = debug_args(&["svc/web"]).unwrap_err().to_string();
+        assert!(
+            err.contains("deploy (deployment), sts (statefulset)"),
+            "{err}"
+        );
+        assert!(debug_args(&["deploy/web", "--mode=sideways"]).is_err());
+        assert!(debug_args(&["deploy/web", "--profile=root"]).is_err());
+        assert!(debug_args(&["deploy/web", "--ttl=1 hour"]).is_err());
+        assert!(debug_args(&["deploy/web", "--ttl=1h30m"]).is_ok());
+        assert!(debug_args(&[]).is_err());
+    }
+
+    #[test]
+    fn client_commands_share_the_connection_flags() {
+        let cli = Cli::try_parse_from(["shellcar", "ls", "-A", "--context", "c"]).unwrap();
+        let Command::Ls(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert!(args.all_namespaces);
+        assert_eq!(args.connection.context.as_deref(), Some("c"));
+
+        let cli = Cli::try_parse_from(["shellcar", "extend", "s", "30m", "-n", "shop"]).unwrap();
+        let Command::Extend(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.duration, Duration::from_secs(1800));
+        assert_eq!(args.connection.namespace.as_deref(), Some("shop"));
+        assert!(Cli::try_parse_from(["shellcar", "extend", "s", "soon"]).is_err());
+
+        let cli = Cli::try_parse_from(["shellcar", "attach", "s", "--kubeconfig", "k"]).unwrap();
+        let Command::Attach(args) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(args.connection.kubeconfig.as_deref(), Some(Path::new("k")));
+        assert!(Cli::try_parse_from(["shellcar", "completion", "zsh"]).is_ok());
+        assert!(Cli::try_parse_from(["shellcar", "completion", "tcsh"]).is_err());
+    }
+
+    #[test]
+    fn as_a_kubectl_plugin_help_names_kubectl_shellcar() {
+        let mut plugin = command_for(Some(Path::new("/usr/local/bin/kubectl-shellcar")));
+        assert!(
+            plugin
+                .render_usage()
+                .to_string()
+                .contains("kubectl shellcar"),
+            "{}",
+            plugin.render_usage()
+        );
+        let mut plain = command_for(Some(Path::new("/usr/bin/shellcar")));
+        assert!(!plain.render_usage().to_string().contains("kubectl"));
     }
 
     #[test]

@@ -9,9 +9,8 @@
 pub(crate) mod access;
 pub mod admission;
 pub(crate) mod approval;
-pub mod approve;
-pub mod attach;
 pub mod cli;
+pub mod client;
 pub mod context;
 pub mod controller;
 pub mod crd;

@@ -2,9 +2,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser;
 use shellcar::admission;
-use shellcar::cli::{Cli, Command, RunArgs};
+use shellcar::cli::{self, Cli, Command, RunArgs};
+use shellcar::client;
 use shellcar::context::Policy;
 use shellcar::crd::Decision;
 use shellcar::leader::{self, Election};
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 /// are for the person at the terminal (a refused approval, a missing kubeconfig).
 #[tokio::main]
 async fn main() -> ExitCode {
-    match command(Cli::parse()).await {
+    match command(cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -40,17 +40,32 @@ async fn command(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Attach(args) => {
-            let code = shellcar::attach::attach(args).await?;
-            Ok(ExitCode::from(code))
-        }
+        Command::Debug(args) => Ok(ExitCode::from(client::debug::debug(*args).await?)),
+        Command::Attach(args) => Ok(ExitCode::from(client::attach::attach(args).await?)),
+        Command::Ls(args) => Ok(ExitCode::from(client::sessions::ls(args).await?)),
+        Command::End(args) => Ok(ExitCode::from(client::sessions::end(args).await?)),
+        Command::Extend(args) => Ok(ExitCode::from(client::sessions::extend(args).await?)),
         Command::Approve(args) => {
-            let code = shellcar::approve::decide(Decision::Approved, args).await?;
+            let code = client::approve::decide(Decision::Approved, args).await?;
             Ok(ExitCode::from(code))
         }
         Command::Reject(args) => {
-            let code = shellcar::approve::decide(Decision::Rejected, args).await?;
+            let code = client::approve::decide(Decision::Rejected, args).await?;
             Ok(ExitCode::from(code))
+        }
+        Command::Completion(args) => {
+            // Named as invoked: `shellcar`, or `kubectl-shellcar` on PATH as a plugin.
+            let name = std::env::args_os()
+                .next()
+                .as_deref()
+                .and_then(|argv0| std::path::Path::new(argv0).file_name())
+                .map_or_else(
+                    || "shellcar".to_owned(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(*args).await.map(|()| ExitCode::SUCCESS),
     }

@@ -7,9 +7,10 @@ use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::{ConnectError, connect};
 use crate::cli::DecideArgs;
 use crate::crd::{Approval, DebugSession, Decision, Exposure, Mount, Phase};
 use crate::naming;
@@ -17,8 +18,8 @@ use crate::naming;
 /// Errors of `shellcar approve` and `shellcar reject`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("connecting to the cluster")]
-    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("reading DebugSession {name}")]
     Read {
         name: String,
@@ -54,11 +55,7 @@ pub enum Error {
 /// Shows the session, asks (unless `--yes`), and records `decision` through the webhook.
 /// Returns the exit code: 0 when the decision is recorded, 1 when the user said no.
 pub async fn decide(decision: Decision, args: DecideArgs) -> Result<u8, Error> {
-    let client = Client::try_default().await.map_err(Error::Client)?;
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let (client, namespace) = connect(&args.connection).await?;
     let api: Api<DebugSession> = Api::namespaced(client, &namespace);
     let name = args.name.as_str();
     let session = api
