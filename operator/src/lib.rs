@@ -8,6 +8,7 @@
 
 pub(crate) mod access;
 pub mod admission;
+pub mod api_requests;
 pub(crate) mod approval;
 pub mod approve;
 pub mod attach;
