@@ -21,6 +21,7 @@ pub(crate) mod exposure;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
+pub(crate) mod managed;
 pub(crate) mod modes;
 pub mod naming;
 pub(crate) mod podsecurity;

@@ -247,7 +247,8 @@ async fn tear_down(
     ending: Ending,
 ) -> Result<Vec<String>, Error> {
     let started = Instant::now();
-    let leftovers = modes::teardown(&ctx.client, session, ns, ending).await?;
+    let leftovers =
+        modes::teardown(&ctx.client, &ctx.caches.workloads, session, ns, ending).await?;
     if matches!(old.phase, Some(Phase::Injecting | Phase::Active)) {
         ctx.metrics.teardown(started.elapsed());
     }

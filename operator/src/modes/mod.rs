@@ -13,9 +13,10 @@ pub mod sidecar;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Capabilities, Context, Error};
+use crate::context::{Capabilities, Context, Error, Workloads};
 use crate::crd::Resolved;
 use crate::crd::{
     DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetChange,
@@ -66,7 +67,8 @@ impl Request<'_> {
 
     /// The pods of the namespace that carry this session's debugger.
     async fn debug_pods(&self) -> Result<Vec<DebugPod>, Error> {
-        debug_pods(&self.pods(), self.ns, self.name, &self.container).await
+        let cached = self.ctx.caches.debugged_pods.get();
+        debug_pods(&self.pods(), cached, self.ns, self.name, &self.container).await
     }
 
     /// The outcome for a target that is not there.
@@ -126,6 +128,7 @@ pub enum Ending {
 /// was done, so it is complete after a crash or a change of mode. Each step is idempotent.
 pub async fn teardown(
     client: &Client,
+    cached: &Workloads,
     session: &DebugSession,
     ns: &str,
     ending: Ending,
@@ -145,7 +148,7 @@ pub async fn teardown(
         }
     }
     for (kind, name) in workloads {
-        sidecar::teardown(client, ns, kind, name, &manager).await?;
+        sidecar::teardown(client, cached, ns, kind, name, &manager).await?;
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     copy::teardown(&pods, &name, &container).await?;
@@ -161,23 +164,30 @@ pub async fn teardown(
     ephemeral::teardown(&pods, &ephemeral).await
 }
 
-/// The pods of `namespace` that carry the debugger `container` of session `session`.
+/// The pods of `namespace` that carry the debugger `container` of session `session`:
+/// from the watch cache of debugged pods once it is synced, else listed.
 async fn debug_pods(
     pods: &Api<Pod>,
+    cached: Option<&Store<Pod>>,
     namespace: &str,
     session: &str,
     container: &str,
 ) -> Result<Vec<DebugPod>, Error> {
-    let debugged = pods
-        .list(&ListParams::default().labels(naming::DEBUGGED_LABEL))
-        .await
-        .map_err(Error::Pods)?;
-    Ok(status::debug_pods(
-        &debugged.items,
-        namespace,
-        session,
-        container,
-    ))
+    let debugged: Vec<Pod> = match cached {
+        Some(store) => store
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .map(|p| Pod::clone(p))
+            .collect(),
+        None => {
+            pods.list(&ListParams::default().labels(naming::DEBUGGED_LABEL))
+                .await
+                .map_err(Error::Pods)?
+                .items
+        }
+    };
+    Ok(status::debug_pods(&debugged, namespace, session, container))
 }
 
 fn resolved(kind: TargetKind, name: &str, uid: Option<String>) -> ResolvedTarget {
