@@ -154,10 +154,18 @@ impl ApiServer {
         call.reply(201, &review);
     }
 
-    /// Answers the teardown of every mode on Deployment web. `owned` says whether the
-    /// session's field manager owns fields of the Deployment: then its empty intent is
-    /// applied, which must name only the object.
+    /// Answers the teardown of every mode on Deployment web, for a session whose status
+    /// records no mode (it may have made a copy or an ephemeral container before a
+    /// crash). `owned`: as in [`ApiServer::sidecar_teardown`].
     async fn teardown(&mut self, owned: bool) {
+        self.sidecar_teardown(owned).await;
+        self.pod_teardown().await;
+    }
+
+    /// Answers the teardown of Deployment web when the watch cache does not show the
+    /// session's fields: read, then, if `owned` (the session's field manager owns fields
+    /// of the Deployment), the empty intent, which must name only the object.
+    async fn sidecar_teardown(&mut self, owned: bool) {
         self.expect(Method::GET, DEPLOYMENT)
             .await
             .ok(&deployment(owned));
@@ -172,7 +180,6 @@ impl ApiServer {
             );
             call.ok(&deployment(false));
         }
-        self.pod_teardown().await;
     }
 
     /// Answers the teardown of Copy (no copy exists) and Ephemeral (no pod has the
@@ -655,7 +662,8 @@ async fn an_expired_session_is_torn_down_once_then_left_alone() {
     let reconciling = start(&session, &ctx);
 
     server.discovery().await;
-    server.teardown(true).await;
+    // Status says Sidecar: no copy or ephemeral container to look for.
+    server.sidecar_teardown(true).await;
     let status = server.status_patch(&session).await;
     assert_eq!(status.phase, Some(Phase::Expired));
     assert_eq!(condition(&status, EXPIRED), ("True", "TTLReached"));
@@ -683,7 +691,7 @@ async fn a_deleted_session_is_torn_down_then_released() {
     let reconciling = start(&session, &ctx);
 
     // No discovery: cleanup needs no capabilities.
-    server.teardown(true).await;
+    server.sidecar_teardown(true).await;
     let status = server.status_patch(&session).await;
     assert_eq!(status.phase, Some(Phase::Ended));
     assert_eq!(condition(&status, INJECTED), ("False", "Removed"));
@@ -927,7 +935,6 @@ async fn teardown_trusts_a_cache_that_shows_the_sessions_fields() {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}})
     );
     call.ok(&deployment(false));
-    server.pod_teardown().await;
     server.status_patch(&session).await;
     server.event("Normal", "Ended").await;
     server

@@ -17,11 +17,11 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use crate::context::{Capabilities, Context, Error, Workloads};
-use crate::crd::Resolved;
 use crate::crd::{
     DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetChange,
     TargetKind,
 };
+use crate::crd::{Mode, Resolved};
 use crate::status::Problem;
 use crate::validate::{Invalid, MAX_PODS, Plan};
 use crate::{naming, status, workload};
@@ -150,6 +150,9 @@ pub async fn teardown(
     for (kind, name) in workloads {
         sidecar::teardown(client, cached, ns, kind, name, &manager).await?;
     }
+    if sidecar_only(session) {
+        return Ok(Vec::new());
+    }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     copy::teardown(&pods, &name, &container).await?;
     let recycle = ending == Ending::Done
@@ -162,6 +165,15 @@ pub async fn teardown(
         recycle,
     };
     ephemeral::teardown(&pods, &ephemeral).await
+}
+
+/// True when the session can have changed nothing but workloads, so teardown need not
+/// look for copies and ephemeral containers (two requests): its status records mode
+/// Sidecar. That status is written only after the Sidecar apply, and a session whose
+/// mode changes is torn down in full before its new mode is applied and recorded, so
+/// no copy or ephemeral container of it can exist, even after a crash.
+fn sidecar_only(session: &DebugSession) -> bool {
+    session.status.as_ref().and_then(|s| s.mode) == Some(Mode::Sidecar)
 }
 
 /// The pods of `namespace` that carry the debugger `container` of session `session`:
