@@ -116,13 +116,19 @@ pub fn apply_holds(
     let Some(owned) = owned.fields_v1.as_ref() else {
         return false;
     };
-    // The API server does not record the identity (apiVersion, kind, metadata.name) as
-    // owned fields; only the content below it.
+    // The API server does not record the identity (apiVersion, kind, metadata.name and
+    // namespace) as owned fields; only the content beside it.
     let mut content = intent.clone();
     if let Value::Object(map) = &mut content {
         map.remove("apiVersion");
         map.remove("kind");
-        map.remove("metadata");
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            meta.remove("name");
+            meta.remove("namespace");
+            if meta.is_empty() {
+                map.remove("metadata");
+            }
+        }
     }
     leaves(&field_set(&content)) == leaves(&owned.0) && holds("", live, &content)
 }
@@ -284,6 +290,25 @@ spec:
             .unwrap()
             .push(json!({"name": "B", "value": "c"}));
         assert!(!apply_holds(&more, &live(), &managed, "shellcar.dev/dbg"));
+    }
+
+    #[test]
+    fn metadata_beside_the_name_counts() {
+        let mark = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "web-1", "labels": {"debugged": "true"}, "annotations": {"s/c": "dbg"},
+        }});
+        let owned = entries(
+            r#"
+- manager: shellcar.dev/dbg
+  operation: Apply
+  fieldsV1: {"f:metadata": {"f:labels": {"f:debugged": {}}, "f:annotations": {"f:s/c": {}}}}
+"#,
+        );
+        let live = json!({"metadata": {"name": "web-1", "uid": "u",
+            "labels": {"app": "web", "debugged": "true"}, "annotations": {"s/c": "dbg"}}});
+        assert!(apply_holds(&mark, &live, &owned, "shellcar.dev/dbg"));
+        let unmarked = json!({"metadata": {"name": "web-1", "labels": {"app": "web"}}});
+        assert!(!apply_holds(&mark, &unmarked, &owned, "shellcar.dev/dbg"));
     }
 
     #[test]
