@@ -86,6 +86,14 @@ fn watch_workloads(
         workload::slim(obj, is_target);
     })
     .reflect(writer);
+    // Listed once every session is known, so that the targets of sessions that exist
+    // already (after a restart, or on a new leader) are cached whole from the start.
+    let ready = sessions.clone();
+    let events = futures::stream::once(async move {
+        wait_until_ready(&ready).await;
+        events
+    })
+    .flatten();
     let store = sessions.clone();
     let controller = controller.watches_stream_with(
         changed(events, workload::fingerprint),
