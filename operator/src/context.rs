@@ -3,11 +3,13 @@
 //! reconcile [`Error`], its stable categories, and publishing Events.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::api::DynamicObject;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -196,6 +198,81 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 /// ends the session within this time plus [`crate::reconcile`]'s recheck period.
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// A watch cache and whether it holds a full list yet.
+#[derive(Clone)]
+pub struct Synced<K: Resource + Clone + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: Store<K>,
+    synced: Arc<AtomicBool>,
+}
+
+impl<K: Resource + Clone + 'static> Synced<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    /// `store`, not synced yet: see [`Synced::flag`].
+    pub fn new(store: Store<K>) -> Self {
+        Synced {
+            store,
+            synced: Arc::default(),
+        }
+    }
+
+    /// The flag to set once the store holds a full list.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.synced.clone()
+    }
+
+    /// The store, once it holds a full list.
+    pub fn get(&self) -> Option<&Store<K>> {
+        self.synced.load(Ordering::Relaxed).then_some(&self.store)
+    }
+}
+
+/// The watch caches of the workloads sessions target, slimmed by [`workload::slim`].
+#[derive(Clone)]
+pub struct Workloads {
+    pub deployments: Store<DynamicObject>,
+    pub stateful_sets: Store<DynamicObject>,
+    pub daemon_sets: Store<DynamicObject>,
+    pub replica_sets: Store<DynamicObject>,
+}
+
+impl Workloads {
+    /// The cache of workloads of `kind`; `None` for Pods.
+    pub fn of(&self, kind: TargetKind) -> Option<&Store<DynamicObject>> {
+        match kind {
+            TargetKind::Deployment => Some(&self.deployments),
+            TargetKind::StatefulSet => Some(&self.stateful_sets),
+            TargetKind::DaemonSet => Some(&self.daemon_sets),
+            TargetKind::ReplicaSet => Some(&self.replica_sets),
+            TargetKind::Pod => None,
+        }
+    }
+
+    /// The workload `kind`/`name` in `ns` if its cache holds it in full.
+    pub fn cached(&self, ns: &str, kind: TargetKind, name: &str) -> Option<workload::Workload> {
+        workload::cached(self.of(kind)?, ns, kind, name)
+    }
+
+    /// The workload `kind`/`name` in `ns`, from its cache where that holds it in full,
+    /// else from the API server ([`workload::read`]).
+    pub async fn read(
+        &self,
+        client: &Client,
+        ns: &str,
+        kind: TargetKind,
+        name: &str,
+    ) -> Result<Option<workload::Workload>, workload::Error> {
+        match self.of(kind) {
+            Some(cached) => workload::read(cached, client, ns, kind, name).await,
+            None => workload::fetch(client, ns, kind, name).await,
+        }
+    }
+}
+
 /// What the reconciler reads from watch caches instead of asking the API server.
 #[derive(Clone)]
 pub struct Caches {
@@ -203,6 +280,10 @@ pub struct Caches {
     pub policies: Store<DebugPolicy>,
     /// Every Namespace: its labels select policies and name its Pod Security level.
     pub namespaces: Store<Namespace>,
+    /// Every Deployment, StatefulSet, DaemonSet and ReplicaSet, slimmed.
+    pub workloads: Workloads,
+    /// The pods that carry a debugger (labelled [`crate::naming::DEBUGGED_LABEL`]).
+    pub debugged_pods: Synced<Pod>,
 }
 
 impl Caches {

@@ -1,27 +1,29 @@
 //! Wiring: the controller, its watches, and the shared context. When it runs, and when it
 //! stops, is [`crate::leader`]'s decision.
 
-use std::fmt::Debug;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::predicates;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::utils::Backoff;
+use kube::runtime::utils::{Backoff, PredicateConfig};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::context::{Caches, Context, Policy, error_chain};
+use crate::context::{Caches, Context, Policy, Synced, Workloads, error_chain};
 use crate::crd::{DebugPolicy, DebugSession, TargetKind};
 use crate::reconcile;
 use crate::telemetry::Metrics;
-use crate::{naming, policy};
+use crate::{naming, policy, workload};
 
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]
@@ -51,20 +53,79 @@ fn sessions_targeting<K: Resource>(
         .collect()
 }
 
-/// Wakes the sessions that target a workload of type `K` (as `kind`) when it changes,
-/// appears or goes.
-fn watch_targets<K>(
+/// True when `session` targets the object named by `meta` as `kind`.
+fn targets(session: &DebugSession, kind: TargetKind, meta: &ObjectMeta) -> bool {
+    session.spec.target.kind == kind
+        && Some(session.spec.target.name.as_str()) == meta.name.as_deref()
+        && session.metadata.namespace == meta.namespace
+}
+
+/// Watches the workloads of `kind` into a slimmed cache ([`workload::slim`]: whole for
+/// the targets of sessions, only their identity for the rest), and wakes the sessions
+/// that target one when what they read of it changes ([`workload::fingerprint`]: its
+/// spec, the status they report, its deletion), not at each status write of its
+/// controller.
+fn watch_workloads(
     controller: Controller<DebugSession>,
     client: &Client,
-    store: &Store<DebugSession>,
+    sessions: &Store<DebugSession>,
     kind: TargetKind,
-) -> Controller<DebugSession>
-where
-    K: Clone + Resource<DynamicType = ()> + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let store = store.clone();
-    controller.watches(Api::<K>::all(client.clone()), watch_config(), move |obj| {
-        sessions_targeting(&store, kind, &obj)
+) -> (Controller<DebugSession>, Store<DynamicObject>) {
+    // Only workload kinds come here; a Pod's resource would only name an empty cache.
+    let resource = workload::api_resource(kind).unwrap_or_else(|| ApiResource::erase::<Pod>(&()));
+    let writer = Writer::new(resource.clone());
+    let cache = writer.as_reader();
+    let targeted = sessions.clone();
+    let events = watcher(
+        Api::<DynamicObject>::all_with(client.clone(), &resource),
+        watch_config(),
+    )
+    .backoff(WatchBackoff::default())
+    .modify(move |obj: &mut DynamicObject| {
+        let is_target = targeted.find(|s| targets(s, kind, &obj.metadata)).is_some();
+        workload::slim(obj, is_target);
+    })
+    .reflect(writer);
+    // Listed once every session is known, so that the targets of sessions that exist
+    // already (after a restart, or on a new leader) are cached whole from the start.
+    let ready = sessions.clone();
+    let events = futures::stream::once(async move {
+        wait_until_ready(&ready).await;
+        events
+    })
+    .flatten();
+    let store = sessions.clone();
+    let controller = controller.watches_stream_with(
+        changed(events, workload::fingerprint),
+        move |obj| sessions_targeting(&store, kind, &obj),
+        resource,
+    );
+    (controller, cache)
+}
+
+/// The objects of `events` whose `fingerprint` changed, and every deleted one. (kube's
+/// predicate filter can swallow a deletion whose object looks unchanged; a session must
+/// hear that its target is gone.)
+fn changed<K: Resource>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    fingerprint: fn(&K) -> u64,
+) -> impl Stream<Item = Result<K, watcher::Error>> {
+    let mut seen: HashMap<(Option<String>, Option<String>), u64> = HashMap::new();
+    events.filter_map(move |event| {
+        let key = |obj: &K| (obj.meta().namespace.clone(), obj.meta().name.clone());
+        let passed = match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let print = fingerprint(&obj);
+                (seen.insert(key(&obj), print) != Some(print)).then_some(Ok(obj))
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(&key(&obj));
+                Some(Ok(obj))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(passed)
     })
 }
 
@@ -166,21 +227,16 @@ pub async fn run(
     )
     .backoff(WatchBackoff::default())
     .for_each(|_| std::future::ready(()));
-    let caches = Caches {
-        policies: policies.clone(),
-        namespaces: namespaces.clone(),
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        policy,
-        caches,
-        metrics.clone(),
-    ));
 
-    let controller =
-        Controller::new(sessions, watch_config()).trigger_backoff(WatchBackoff::default());
-    let store = controller.store();
+    // Sessions wake on changes to their spec (ttl, approval) and their deletion; not on
+    // the status the operator writes itself.
+    let (store, session_writer) = reflector::store::<DebugSession>();
+    let session_events = watcher(sessions, watch_config())
+        .backoff(WatchBackoff::default())
+        .reflect(session_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    let controller = Controller::for_stream(session_events, store.clone());
     let ready_store = store.clone();
     tokio::spawn(async move {
         // The store's readiness signal wakes only one waiter (a oneshot inside kube-runtime),
@@ -198,18 +254,52 @@ pub async fn run(
         }
     });
 
-    let controller = controller.watches(
+    // Debugged pods wake their sessions at every change: readiness, restarts and pull
+    // errors are all in their status. Cached without managedFields, which no reader of
+    // the cache needs.
+    let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let debugged_pods = Synced::new(pod_store);
+    let pods_synced = debugged_pods.flag();
+    let pod_events = watcher(
         Api::<Pod>::all(client.clone()),
         watch_config().labels(naming::DEBUGGED_LABEL),
-        |pod| sessions_of_pod(&pod),
-    );
-    let controller =
-        watch_targets::<Deployment>(controller, &client, &store, TargetKind::Deployment);
-    let controller =
-        watch_targets::<StatefulSet>(controller, &client, &store, TargetKind::StatefulSet);
-    let controller = watch_targets::<DaemonSet>(controller, &client, &store, TargetKind::DaemonSet);
-    let controller =
-        watch_targets::<ReplicaSet>(controller, &client, &store, TargetKind::ReplicaSet);
+    )
+    .backoff(WatchBackoff::default())
+    .modify(|pod: &mut Pod| pod.metadata.managed_fields = None)
+    .reflect(pod_writer)
+    .inspect_ok(move |event| {
+        if matches!(event, watcher::Event::InitDone) {
+            pods_synced.store(true, Ordering::Relaxed);
+        }
+    })
+    .touched_objects();
+    let controller = controller.watches_stream(pod_events, |pod| sessions_of_pod(&pod));
+    let (controller, deployments) =
+        watch_workloads(controller, &client, &store, TargetKind::Deployment);
+    let (controller, stateful_sets) =
+        watch_workloads(controller, &client, &store, TargetKind::StatefulSet);
+    let (controller, daemon_sets) =
+        watch_workloads(controller, &client, &store, TargetKind::DaemonSet);
+    let (controller, replica_sets) =
+        watch_workloads(controller, &client, &store, TargetKind::ReplicaSet);
+    let caches = Caches {
+        policies: policies.clone(),
+        namespaces: namespaces.clone(),
+        workloads: Workloads {
+            deployments,
+            stateful_sets,
+            daemon_sets,
+            replica_sets,
+        },
+        debugged_pods,
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        policy,
+        caches,
+        metrics.clone(),
+    ));
 
     let controller = controller.reconcile_all_on(policy_changes);
     let policy_status = Controller::new(Api::<DebugPolicy>::all(client.clone()), watch_config())
@@ -298,6 +388,36 @@ mod tests {
         assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
         backoff.reset();
         assert_eq!(backoff.next(), Some(Duration::from_millis(500)));
+    }
+
+    #[tokio::test]
+    async fn only_changed_fingerprints_and_every_deletion_pass() {
+        let pod = |name: &str, generation: i64| {
+            let mut pod = Pod::default();
+            pod.metadata.name = Some(name.to_owned());
+            pod.metadata.generation = Some(generation);
+            pod
+        };
+        let fingerprint: fn(&Pod) -> u64 = |p| p.metadata.generation.unwrap_or_default() as u64;
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(pod("a", 1))),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(pod("a", 1))),
+            Ok(watcher::Event::Apply(pod("a", 2))),
+            Ok(watcher::Event::Delete(pod("a", 2))),
+            Ok(watcher::Event::Apply(pod("a", 2))),
+        ]);
+        let passed: Vec<(String, i64)> = changed(events, fingerprint)
+            .map(|p| {
+                let p = p.unwrap();
+                (p.name_any(), p.metadata.generation.unwrap())
+            })
+            .collect()
+            .await;
+        let a = |g| ("a".to_owned(), g);
+        // Unchanged: swallowed; a deletion passes, and a recreation after it too.
+        assert_eq!(passed, [a(1), a(2), a(2), a(2)]);
     }
 
     #[test]

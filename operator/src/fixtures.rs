@@ -4,29 +4,32 @@
 //! A request the test does not expect, or one that does not come, fails the test.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{Method, Request, Response, header};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
+use kube::api::DynamicObject;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
-use crate::context::{Caches, Context, Error, Policy};
+use crate::context::{Caches, Context, Error, Policy, Synced, Workloads};
 use crate::crd::{
     DebugPolicy, DebugSession, DebugSessionStatus, Mode, Phase, Requester, TargetKind,
 };
-use crate::naming;
 use crate::reconcile::{error_policy, reconcile};
 use crate::status::{self, EXPIRED, INJECTED, READY, STALLED};
 use crate::telemetry::Metrics;
+use crate::{naming, workload};
 
 const NS: &str = "shop";
 const SESSION: &str = "dbg";
@@ -151,10 +154,18 @@ impl ApiServer {
         call.reply(201, &review);
     }
 
-    /// Answers the teardown of every mode on Deployment web. `owned` says whether the
-    /// session's field manager owns fields of the Deployment: then its empty intent is
-    /// applied, which must name only the object.
+    /// Answers the teardown of every mode on Deployment web, for a session whose status
+    /// records no mode (it may have made a copy or an ephemeral container before a
+    /// crash). `owned`: as in [`ApiServer::sidecar_teardown`].
     async fn teardown(&mut self, owned: bool) {
+        self.sidecar_teardown(owned).await;
+        self.pod_teardown().await;
+    }
+
+    /// Answers the teardown of Deployment web when the watch cache does not show the
+    /// session's fields: read, then, if `owned` (the session's field manager owns fields
+    /// of the Deployment), the empty intent, which must name only the object.
+    async fn sidecar_teardown(&mut self, owned: bool) {
         self.expect(Method::GET, DEPLOYMENT)
             .await
             .ok(&deployment(owned));
@@ -169,7 +180,6 @@ impl ApiServer {
             );
             call.ok(&deployment(false));
         }
-        self.pod_teardown().await;
     }
 
     /// Answers the teardown of Copy (no copy exists) and Ephemeral (no pod has the
@@ -247,8 +257,10 @@ impl ApiServer {
     }
 }
 
-/// Watch caches holding namespace `shop` (no labels) and no DebugPolicy, both synced.
-fn caches() -> Caches {
+/// Watch caches holding namespace `shop` (no labels), no DebugPolicy, the Deployments
+/// `deployments` (slimmed as the controller's watch does) and the debugged pods `pods`,
+/// all synced.
+fn caches(deployments: Vec<Value>, pods: Vec<Value>) -> Caches {
     let (policies, mut policy_writer) = reflector::store::<DebugPolicy>();
     let (namespaces, mut namespace_writer) = reflector::store::<Namespace>();
     let mut shop = Namespace::default();
@@ -256,14 +268,46 @@ fn caches() -> Caches {
     namespace_writer.apply_watcher_event(&watcher::Event::InitApply(shop));
     namespace_writer.apply_watcher_event(&watcher::Event::InitDone);
     policy_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let store = |kind: TargetKind, objects: Vec<Value>| {
+        let mut writer = Writer::new(workload::api_resource(kind).unwrap());
+        for value in objects {
+            let mut obj: DynamicObject = serde_json::from_value(value).unwrap();
+            workload::slim(&mut obj, true);
+            writer.apply_watcher_event(&watcher::Event::InitApply(obj));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        writer.as_reader()
+    };
+    let (pod_store, mut pod_writer) = reflector::store::<Pod>();
+    for pod in pods {
+        pod_writer.apply_watcher_event(&watcher::Event::InitApply(
+            serde_json::from_value(pod).unwrap(),
+        ));
+    }
+    pod_writer.apply_watcher_event(&watcher::Event::InitDone);
+    let debugged_pods = Synced::new(pod_store);
+    debugged_pods.flag().store(true, Ordering::Relaxed);
     Caches {
         policies,
         namespaces,
+        workloads: Workloads {
+            deployments: store(TargetKind::Deployment, deployments),
+            stateful_sets: store(TargetKind::StatefulSet, Vec::new()),
+            daemon_sets: store(TargetKind::DaemonSet, Vec::new()),
+            replica_sets: store(TargetKind::ReplicaSet, Vec::new()),
+        },
+        debugged_pods,
     }
 }
 
-/// A client talking to a mock API server, and the context built on it.
+/// A client talking to a mock API server, and the context built on it, with empty
+/// caches of workloads and debugged pods.
 fn context() -> (Arc<Context>, ApiServer) {
+    context_with(caches(Vec::new(), Vec::new()))
+}
+
+/// A client talking to a mock API server, and the context built on it and `caches`.
+fn context_with(caches: Caches) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let reporter = Reporter {
@@ -281,7 +325,7 @@ fn context() -> (Arc<Context>, ApiServer) {
         client,
         recorder,
         policy,
-        caches(),
+        caches,
         Arc::new(Metrics::default()),
     );
     (Arc::new(ctx), ApiServer(handle))
@@ -436,7 +480,8 @@ fn condition<'a>(status: &'a DebugSessionStatus, type_: &str) -> (&'a str, &'a s
 
 #[tokio::test]
 async fn a_new_sidecar_session_is_applied_then_reported() {
-    let (ctx, mut server) = context();
+    let (ctx, mut server) =
+        context_with(caches(Vec::new(), vec![pod("web-5d8b-k2v9p", Some(false))]));
     let session = session("target: {kind: Deployment, name: web}", 600);
     let reconciling = start(&session, &ctx);
 
@@ -478,14 +523,7 @@ async fn a_new_sidecar_session_is_applied_then_reported() {
     assert_eq!(containers[0]["image"], "busybox");
     apply.ok(&deployment(true));
 
-    server
-        .expect(
-            Method::GET,
-            &format!("{PODS}?&labelSelector=debug.shellcar.dev%2Fdebugged"),
-        )
-        .await
-        .ok(&pod_list(vec![pod("web-5d8b-k2v9p", Some(false))]));
-
+    // The debugged pods come from the watch cache.
     let status = server.status_patch(&session).await;
     assert_eq!(status.phase, Some(Phase::Injecting));
     assert_eq!(status.mode, Some(Mode::Sidecar));
@@ -624,7 +662,8 @@ async fn an_expired_session_is_torn_down_once_then_left_alone() {
     let reconciling = start(&session, &ctx);
 
     server.discovery().await;
-    server.teardown(true).await;
+    // Status says Sidecar: no copy or ephemeral container to look for.
+    server.sidecar_teardown(true).await;
     let status = server.status_patch(&session).await;
     assert_eq!(status.phase, Some(Phase::Expired));
     assert_eq!(condition(&status, EXPIRED), ("True", "TTLReached"));
@@ -652,7 +691,7 @@ async fn a_deleted_session_is_torn_down_then_released() {
     let reconciling = start(&session, &ctx);
 
     // No discovery: cleanup needs no capabilities.
-    server.teardown(true).await;
+    server.sidecar_teardown(true).await;
     let status = server.status_patch(&session).await;
     assert_eq!(status.phase, Some(Phase::Ended));
     assert_eq!(condition(&status, INJECTED), ("False", "Removed"));
@@ -715,4 +754,192 @@ async fn a_transient_error_writes_no_status_and_backs_off() {
         metrics.contains("shellcar_reconcile_failures_total{category=\"TargetReadFailed\"} 2"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn the_first_reconcile_adds_the_finalizer_and_applies_in_the_same_pass() {
+    let (ctx, mut server) = context();
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+    session.metadata.finalizers = None;
+    let reconciling = start(&session, &ctx);
+
+    // The finalizer first: nothing is changed before the API server has it.
+    let add = server.expect(Method::PATCH, &format!("{SESSIONS}?")).await;
+    assert_eq!(add.content_type.as_deref(), Some(JSON_PATCH));
+    assert_eq!(
+        add.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["debug.shellcar.dev/teardown"]},
+        ])
+    );
+    let mut added = session.clone();
+    added.metadata.finalizers = Some(vec!["debug.shellcar.dev/teardown".to_owned()]);
+    add.ok(&serde_json::to_value(&added).unwrap());
+
+    // Then, in the same pass, the change itself and the status that reports it.
+    server.discovery().await;
+    server.access_review(true).await;
+    server
+        .expect(Method::GET, DEPLOYMENT)
+        .await
+        .ok(&deployment(false));
+    let apply = server
+        .expect(Method::PATCH, &format!("{DEPLOYMENT}{SESSION_APPLY}"))
+        .await;
+    assert_eq!(apply.content_type.as_deref(), Some(APPLY));
+    apply.ok(&deployment(true));
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Injecting));
+    server.event("Normal", "Injected").await;
+    server.finish(reconciling).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_finalizer_stops_the_pass_before_any_change() {
+    let (ctx, mut server) = context();
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+    session.metadata.finalizers = None;
+    let reconciling = start(&session, &ctx);
+    server
+        .expect(Method::PATCH, &format!("{SESSIONS}?"))
+        .await
+        .reply(
+            422,
+            &status_body(422, "Invalid", "the test operation failed"),
+        );
+    let error = server.finish(reconciling).await.unwrap_err();
+    assert_eq!(error.category(), "FinalizerFailed");
+}
+
+/// Deployment web as the API server holds it after the Sidecar apply of session dbg:
+/// the debugger in its template, and the fields the session's manager owns as a 1.20
+/// API server records them.
+fn applied_deployment() -> Value {
+    let container = container();
+    let mut deployment = deployment(false);
+    let key = format!("k:{{\"name\":\"{container}\"}}");
+    deployment["metadata"]["managedFields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "manager": "shellcar.dev/dbg", "operation": "Apply", "apiVersion": "apps/v1",
+            "time": "2026-01-10T10:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:template": {
+                "f:metadata": {
+                    "f:annotations": {
+                        format!("f:debug.shellcar.dev/{container}"): {},
+                        format!("f:{}", naming::requester_annotation(&container)): {},
+                    },
+                    "f:labels": {"f:debug.shellcar.dev/debugged": {}},
+                },
+                "f:spec": {
+                    "f:containers": {key: {
+                        ".": {}, "f:command": {}, "f:image": {}, "f:name": {},
+                        "f:securityContext": {"f:capabilities": {"f:add": {}}},
+                        "f:stdin": {}, "f:tty": {},
+                    }},
+                    "f:shareProcessNamespace": {},
+                },
+            }}},
+        }));
+    let template = &mut deployment["spec"]["template"];
+    template["metadata"]["labels"]["debug.shellcar.dev/debugged"] = json!("true");
+    template["metadata"]["annotations"] = json!({
+        format!("debug.shellcar.dev/{container}"): SESSION,
+        naming::requester_annotation(&container): REQUESTER,
+    });
+    template["spec"]["shareProcessNamespace"] = json!(true);
+    template["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": container, "image": "busybox",
+            "command": ["sh", "-c", "while true; do sh; done"],
+            "securityContext": {"capabilities": {"add": ["SYS_PTRACE"]}},
+            "stdin": true, "tty": true,
+            // Defaults the API server adds.
+            "imagePullPolicy": "Always", "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File", "resources": {},
+        }));
+    deployment["metadata"]["generation"] = json!(4);
+    deployment
+}
+
+#[tokio::test]
+async fn a_settled_session_sends_no_request_at_all() {
+    let (ctx, mut server) = context_with(caches(
+        vec![applied_deployment()],
+        vec![pod("web-5d8b-k2v9p", Some(true))],
+    ));
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+
+    // The first pass finds the change in place (read from the caches): it asks only what
+    // it has not asked before (discovery, the access review), and writes the status.
+    let reconciling = start(&session, &ctx);
+    server.discovery().await;
+    server.access_review(true).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Active));
+    assert_eq!(condition(&status, READY), ("True", "DebuggerRunning"));
+    let target = status.target.clone().unwrap();
+    assert_eq!(target.uid.as_deref(), Some(DEPLOYMENT_UID));
+    server.event("Normal", "Active").await;
+    server.finish(reconciling).await.unwrap();
+
+    // The next pass over the same state: nothing to read, apply or write.
+    session.status = Some(status);
+    let again = start(&session, &ctx);
+    assert_eq!(
+        server.finish(again).await.unwrap(),
+        Action::requeue(Duration::from_secs(60))
+    );
+}
+
+#[tokio::test]
+async fn a_changed_debugger_is_applied_again() {
+    let mut changed = applied_deployment();
+    changed["spec"]["template"]["spec"]["containers"][1]["image"] = json!("alpine");
+    let (ctx, mut server) = context_with(caches(vec![changed], Vec::new()));
+    let session = session("target: {kind: Deployment, name: web}", 600);
+    let reconciling = start(&session, &ctx);
+    server.discovery().await;
+    server.access_review(true).await;
+    let apply = server
+        .expect(Method::PATCH, &format!("{DEPLOYMENT}{SESSION_APPLY}"))
+        .await;
+    assert_eq!(
+        apply.body["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox"
+    );
+    apply.ok(&applied_deployment());
+    server.status_patch(&session).await;
+    server.event("Normal", "Injected").await;
+    server.finish(reconciling).await.unwrap();
+}
+
+#[tokio::test]
+async fn teardown_trusts_a_cache_that_shows_the_sessions_fields() {
+    let (ctx, mut server) = context_with(caches(vec![applied_deployment()], Vec::new()));
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+    session.status = Some(active(&session));
+    session.metadata.deletion_timestamp = Some(Time(ago(1)));
+    let reconciling = start(&session, &ctx);
+
+    // No read of the Deployment: the cache shows what the session owns.
+    let call = server
+        .expect(Method::PATCH, &format!("{DEPLOYMENT}{SESSION_APPLY}"))
+        .await;
+    assert_eq!(
+        call.body,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}})
+    );
+    call.ok(&deployment(false));
+    server.status_patch(&session).await;
+    server.event("Normal", "Ended").await;
+    server
+        .expect(Method::PATCH, &format!("{SESSIONS}?"))
+        .await
+        .ok(&serde_json::to_value(&session).unwrap());
+    server.finish(reconciling).await.unwrap();
 }

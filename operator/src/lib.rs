@@ -8,6 +8,7 @@
 
 pub(crate) mod access;
 pub mod admission;
+pub mod api_requests;
 pub(crate) mod approval;
 pub mod cli;
 pub mod client;
@@ -19,6 +20,7 @@ pub(crate) mod exposure;
 #[cfg(test)]
 mod fixtures;
 pub mod leader;
+pub(crate) mod managed;
 pub(crate) mod modes;
 pub mod naming;
 pub(crate) mod podsecurity;

@@ -73,7 +73,8 @@ async fn command(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_tracing(args.log_format);
-    let client = kube::Client::try_default()
+    let metrics = Arc::new(Metrics::default());
+    let client = shellcar::api_requests::counted_client(&metrics.count_requests())
         .await
         .context("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")?;
     let policy = Policy {
@@ -96,7 +97,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         validating: args.validating_webhook,
         external_certificate: args.external_certificate,
     };
-    let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let server = telemetry::serve(
         args.metrics_addr,

@@ -52,12 +52,16 @@ pub async fn reconcile(session: Arc<DebugSession>, ctx: Arc<Context>) -> Result<
     let ns = session.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<DebugSession> = Api::namespaced(ctx.client.clone(), &ns);
     let key = ObjectRef::from_obj(session.as_ref());
-    let result = finalizer(&api, naming::FINALIZER, session, |event| async {
-        match event {
-            finalizer::Event::Apply(s) => apply(&s, &ns, &ctx).await,
-            finalizer::Event::Cleanup(s) => cleanup(&s, &ns, &ctx).await,
-        }
-    })
+    let result = async {
+        let session = with_finalizer(&api, session).await?;
+        finalizer(&api, naming::FINALIZER, session, |event| async {
+            match event {
+                finalizer::Event::Apply(s) => apply(&s, &ns, &ctx).await,
+                finalizer::Event::Cleanup(s) => cleanup(&s, &ns, &ctx).await,
+            }
+        })
+        .await
+    }
     .await
     .map_err(|e| match e {
         // Our own errors keep their category and chain.
@@ -69,6 +73,29 @@ pub async fn reconcile(session: Arc<DebugSession>, ctx: Arc<Context>) -> Result<
         ctx.succeeded(&key);
     }
     result
+}
+
+/// The session with its finalizer: added first if a live session lacks it, so that the
+/// same pass goes on to apply (kube's [`finalizer`] alone stops after adding it and waits
+/// for the next event: a whole round trip before the first change). The finalizer is in
+/// place before anything is changed: the apply starts only once the API server took it.
+async fn with_finalizer(
+    api: &Api<DebugSession>,
+    session: Arc<DebugSession>,
+) -> Result<Arc<DebugSession>, finalizer::Error<Error>> {
+    let has = session.finalizers().iter().any(|f| f == naming::FINALIZER);
+    if has || session.metadata.deletion_timestamp.is_some() {
+        return Ok(session);
+    }
+    // For a live session without the finalizer, kube's helper only adds it (a JSON patch
+    // that tests the list it read) and does not call back.
+    finalizer(api, naming::FINALIZER, session.clone(), |_| async {
+        Ok::<_, Error>(Action::await_change())
+    })
+    .await?;
+    let mut added = (*session).clone();
+    added.finalizers_mut().push(naming::FINALIZER.to_owned());
+    Ok(Arc::new(added))
 }
 
 /// Retries a failed reconciliation with exponential backoff.
@@ -220,7 +247,8 @@ async fn tear_down(
     ending: Ending,
 ) -> Result<Vec<String>, Error> {
     let started = Instant::now();
-    let leftovers = modes::teardown(&ctx.client, session, ns, ending).await?;
+    let leftovers =
+        modes::teardown(&ctx.client, &ctx.caches.workloads, session, ns, ending).await?;
     if matches!(old.phase, Some(Phase::Injecting | Phase::Active)) {
         ctx.metrics.teardown(started.elapsed());
     }

@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
+use crate::api_requests::{CountRequests, RequestLabels};
 use crate::crd::Phase;
 
 /// Log output format.
@@ -65,6 +66,7 @@ pub struct Metrics {
     sessions: Family<PhaseLabels, Gauge>,
     leader: Gauge,
     resident_memory: Gauge,
+    api_requests: Family<RequestLabels, Counter>,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -128,7 +130,14 @@ impl Default for Metrics {
             "Resident memory of the operator process",
             resident_memory.clone(),
         );
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests the operator sent to the API server, by verb and resource (with subresource)",
+            api_requests.clone(),
+        );
         Metrics {
+            api_requests,
             resident_memory,
             registry,
             reconciles,
@@ -220,6 +229,12 @@ impl Metrics {
                 })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+    }
+
+    /// The client layer that counts API requests in `shellcar_api_requests_total`; see
+    /// [`crate::api_requests::counted_client`].
+    pub fn count_requests(&self) -> CountRequests {
+        CountRequests::new(self.api_requests.clone())
     }
 
     /// Whether this replica leads: holds the Lease and runs the controller.
@@ -449,6 +464,32 @@ mod tests {
         assert_eq!(
             sample(&m, "shellcar_teardown_duration_seconds_count"),
             Some(2.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn api_requests_are_exported_by_verb_and_resource() {
+        use tower::{Layer, Service, ServiceExt};
+        let m = Metrics::default();
+        let (service, mut handle) = tower_test::mock::pair::<http::Request<()>, ()>();
+        let mut counted = m.count_requests().layer(service);
+        tokio::spawn(async move {
+            while let Some((_, respond)) = handle.next_request().await {
+                respond.send_response(());
+            }
+        });
+        let request = http::Request::patch("/apis/apps/v1/namespaces/shop/deployments/web/status")
+            .body(())
+            .unwrap();
+        counted.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(
+            sample(
+                &m,
+                "shellcar_api_requests_total{verb=\"patch\",resource=\"deployments/status\"}"
+            ),
+            Some(1.0),
+            "{}",
+            m.encode()
         );
     }
 

@@ -25,7 +25,7 @@ use super::{Outcome, Request, owns_fields, select, target_pods};
 use crate::context::{EPHEMERAL_SECURITY_CONTEXT_SINCE, Error, error_chain};
 use crate::crd::{EphemeralTeardown, TargetKind};
 use crate::validate::{self, Invalid};
-use crate::{exposure, naming};
+use crate::{exposure, managed, naming};
 
 /// Kills every other process in the caller's cgroup (the debugger container's), then
 /// itself. Needs only `sh`, `cat` and `kill`.
@@ -224,20 +224,25 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             Err(invalid) => return Ok(invalid.into()),
         };
         // The marked pod, not the one read before: the legacy body carries its
-        // resourceVersion, and an older one would be refused with a conflict.
-        let pod = &req
-            .pods()
-            .patch(
-                &pod_name,
-                &PatchParams::apply(&req.manager),
-                &Patch::Apply(mark_intent(
+        // resourceVersion, and an older one would be refused with a conflict. A pod
+        // marked already (as read just now) is not marked again.
+        let mark = mark_intent(&pod_name, &req.container, (req.name, req.requester));
+        let live = json!({ "metadata": &pod.metadata });
+        let marked;
+        let pod = if managed::apply_holds(&mark, &live, pod.managed_fields(), &req.manager) {
+            pod
+        } else {
+            marked = req
+                .pods()
+                .patch(
                     &pod_name,
-                    &req.container,
-                    (req.name, req.requester),
-                )),
-            )
-            .await
-            .map_err(Error::pod("marking", &pod_name))?;
+                    &PatchParams::apply(&req.manager),
+                    &Patch::Apply(mark),
+                )
+                .await
+                .map_err(Error::pod("marking", &pod_name))?;
+            &marked
+        };
         match state(pod, &req.container) {
             State::Running
                 if req

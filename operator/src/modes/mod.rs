@@ -13,14 +13,15 @@ pub mod sidecar;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Capabilities, Context, Error};
-use crate::crd::Resolved;
+use crate::context::{Capabilities, Context, Error, Workloads};
 use crate::crd::{
     DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetChange,
     TargetKind,
 };
+use crate::crd::{Mode, Resolved};
 use crate::status::Problem;
 use crate::validate::{Invalid, MAX_PODS, Plan};
 use crate::{naming, status, workload};
@@ -66,7 +67,8 @@ impl Request<'_> {
 
     /// The pods of the namespace that carry this session's debugger.
     async fn debug_pods(&self) -> Result<Vec<DebugPod>, Error> {
-        debug_pods(&self.pods(), self.ns, self.name, &self.container).await
+        let cached = self.ctx.caches.debugged_pods.get();
+        debug_pods(&self.pods(), cached, self.ns, self.name, &self.container).await
     }
 
     /// The outcome for a target that is not there.
@@ -126,6 +128,7 @@ pub enum Ending {
 /// was done, so it is complete after a crash or a change of mode. Each step is idempotent.
 pub async fn teardown(
     client: &Client,
+    cached: &Workloads,
     session: &DebugSession,
     ns: &str,
     ending: Ending,
@@ -145,7 +148,10 @@ pub async fn teardown(
         }
     }
     for (kind, name) in workloads {
-        sidecar::teardown(client, ns, kind, name, &manager).await?;
+        sidecar::teardown(client, cached, ns, kind, name, &manager).await?;
+    }
+    if sidecar_only(session) {
+        return Ok(Vec::new());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     copy::teardown(&pods, &name, &container).await?;
@@ -161,23 +167,39 @@ pub async fn teardown(
     ephemeral::teardown(&pods, &ephemeral).await
 }
 
-/// The pods of `namespace` that carry the debugger `container` of session `session`.
+/// True when the session can have changed nothing but workloads, so teardown need not
+/// look for copies and ephemeral containers (two requests): its status records mode
+/// Sidecar. That status is written only after the Sidecar apply, and a session whose
+/// mode changes is torn down in full before its new mode is applied and recorded, so
+/// no copy or ephemeral container of it can exist, even after a crash.
+fn sidecar_only(session: &DebugSession) -> bool {
+    session.status.as_ref().and_then(|s| s.mode) == Some(Mode::Sidecar)
+}
+
+/// The pods of `namespace` that carry the debugger `container` of session `session`:
+/// from the watch cache of debugged pods once it is synced, else listed.
 async fn debug_pods(
     pods: &Api<Pod>,
+    cached: Option<&Store<Pod>>,
     namespace: &str,
     session: &str,
     container: &str,
 ) -> Result<Vec<DebugPod>, Error> {
-    let debugged = pods
-        .list(&ListParams::default().labels(naming::DEBUGGED_LABEL))
-        .await
-        .map_err(Error::Pods)?;
-    Ok(status::debug_pods(
-        &debugged.items,
-        namespace,
-        session,
-        container,
-    ))
+    let debugged: Vec<Pod> = match cached {
+        Some(store) => store
+            .state()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
+            .map(|p| Pod::clone(p))
+            .collect(),
+        None => {
+            pods.list(&ListParams::default().labels(naming::DEBUGGED_LABEL))
+                .await
+                .map_err(Error::Pods)?
+                .items
+        }
+    };
+    Ok(status::debug_pods(&debugged, namespace, session, container))
 }
 
 fn resolved(kind: TargetKind, name: &str, uid: Option<String>) -> ResolvedTarget {

@@ -14,12 +14,12 @@ use serde_json::{Value, json};
 use tracing::info;
 
 use super::{Outcome, Request, owns_fields, resolved};
-use crate::context::Error;
+use crate::context::{Error, Workloads};
 use crate::crd::{DebugPod, TargetChange, TargetKind};
 use crate::status::{NO_REPLICAS, Problem, REPLICA_FAILURE};
 use crate::validate::{self, Invalid};
 use crate::workload::{self, Rollout, Workload};
-use crate::{exposure, naming};
+use crate::{exposure, managed, naming};
 
 const SHARE_PROCESS_NAMESPACE: [&str; 4] =
     ["f:spec", "f:template", "f:spec", "f:shareProcessNamespace"];
@@ -98,7 +98,9 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     let target = req.target();
     let kind = target.kind;
     let client = &req.ctx.client;
-    let Some(workload) = workload::fetch(client, req.ns, kind, &target.name)
+    let workloads = &req.ctx.caches.workloads;
+    let Some(workload) = workloads
+        .read(client, req.ns, kind, &target.name)
         .await?
         .filter(|w| !w.deleting)
     else {
@@ -137,11 +139,18 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
         return Ok(req.missing());
     };
     let params = PatchParams::apply(&req.manager);
-    match api
-        .patch(&workload.name, &params, &Patch::Apply(&intent))
-        .await
-    {
-        Ok(_) => {}
+    // Sent only when it would change something: a settled session costs no request.
+    let live = json!({ "spec": { "template": &workload.template } });
+    let holds = managed::apply_holds(&intent, &live, &workload.managed_fields, &req.manager);
+    let sent = if holds {
+        Ok(())
+    } else {
+        api.patch(&workload.name, &params, &Patch::Apply(&intent))
+            .await
+            .map(drop)
+    };
+    match sent {
+        Ok(()) => {}
         Err(kube::Error::Api(status)) if status.code == 409 => {
             return Ok(Invalid::Conflict {
                 kind,
@@ -244,18 +253,26 @@ pub fn target_changes(managed: &[ManagedFieldsEntry], since: Timestamp) -> Vec<T
 
 /// Removes everything `manager` owns on workload `kind` `name`, if it exists and the
 /// manager owns anything there.
+///
+/// The watch cache answers when it says the manager owns fields: the empty intent goes
+/// out without a read. Where it says not, the API server is asked: a cache a moment
+/// behind the session's own apply must not leave the debugger in place.
 pub async fn teardown(
     client: &Client,
+    workloads: &Workloads,
     ns: &str,
     kind: TargetKind,
     name: &str,
     manager: &str,
 ) -> Result<(), Error> {
-    let Some(workload) = workload::fetch(client, ns, kind, name).await? else {
-        return Ok(());
-    };
-    if !owns_fields(&workload.managed_fields, manager) {
-        return Ok(());
+    let owned = |w: &Workload| owns_fields(&w.managed_fields, manager);
+    if !workloads.cached(ns, kind, name).is_some_and(|w| owned(&w)) {
+        let Some(workload) = workload::fetch(client, ns, kind, name).await? else {
+            return Ok(());
+        };
+        if !owned(&workload) {
+            return Ok(());
+        }
     }
     let Some(api) = workload::api(client, ns, kind) else {
         return Ok(());
