@@ -12,6 +12,7 @@
 //! can run in parallel. Set `SHELLCAR_E2E_KEEP=1` to keep the namespaces for inspection.
 
 pub mod bench;
+pub mod cli;
 pub mod cluster;
 pub mod events;
 pub mod exec;

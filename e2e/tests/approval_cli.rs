@@ -8,12 +8,9 @@
 //! `-n` given explicitly and stdin not a terminal. Every policy is made with
 //! [`Fixture::policy`], which selects only the test's own namespace.
 
-use std::io::Read as _;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
@@ -21,6 +18,7 @@ use serde_json::{Value, json};
 use shellcar::crd::{DebugSession, Phase, Profile, TargetKind};
 use shellcar::naming::{self, APPROVE_ANNOTATION, REJECT_ANNOTATION};
 use shellcar_e2e::Fixture;
+use shellcar_e2e::cli::{self, Run};
 use shellcar_e2e::identity::{User, rule_for};
 use shellcar_e2e::policy::TestPolicy;
 use shellcar_e2e::session::session;
@@ -39,104 +37,11 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(30);
 const SECRET_ENV: &str = "DB_PASSWORD";
 const SECRET_NAME: &str = "db-credentials";
 
-/// What one run of the `shellcar` binary printed, and how it ended.
-#[derive(Debug)]
-struct Run {
-    command: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// The `shellcar` binary that `e2e/deploy` built: the test executable is
-/// `target/<profile>/deps/<test>-<hash>`, the binary `target/<profile>/shellcar`.
-fn shellcar_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .with_context(|| format!("{} has no grandparent directory", exe.display()))?;
-    let binary = profile_dir.join("shellcar");
-    if !binary.is_file() {
-        bail!(
-            "the shellcar binary {} is missing: build it with `cargo build -p shellcar` \
-             (e2e/deploy does) before running these tests",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-/// Runs `shellcar <args>` as `user` (`KUBECONFIG` = the user's kubeconfig), stdin
-/// `/dev/null` (not a terminal), killed after [`CLI_TIMEOUT`]. Fails only when it cannot
-/// be run or does not end in time; its exit status is in the result.
+/// Runs `shellcar <args>` as `user` (`KUBECONFIG` = the user's kubeconfig), stdin not a
+/// terminal, killed after [`CLI_TIMEOUT`].
 async fn shellcar(user: &User, args: &[&str]) -> Result<Run> {
-    let binary = shellcar_binary()?;
-    let line = format!(
-        "KUBECONFIG={} {} {}",
-        user.kubeconfig().display(),
-        binary.display(),
-        args.join(" ")
-    );
-    let mut command = Command::new(&binary);
-    command
-        .args(args)
-        .env("KUBECONFIG", user.kubeconfig())
-        // An error's message, not anyhow's backtrace of it.
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let what = line.clone();
-    // The run blocks; the test's runtime must keep serving its clients meanwhile.
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || -> Result<(ExitStatus, String, String)> {
-        let mut child = command.spawn().with_context(|| format!("running {what}"))?;
-        let mut out = child.stdout.take().context("no stdout pipe")?;
-        let mut err = child.stderr.take().context("no stderr pipe")?;
-        let out = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            out.read_to_end(&mut text).map(|_| text)
-        });
-        let err = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            err.read_to_end(&mut text).map(|_| text)
-        });
-        let deadline = Instant::now() + CLI_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                child.kill()?;
-                child.wait()?;
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let read = |t: std::thread::JoinHandle<std::io::Result<Vec<u8>>>| -> Result<String> {
-            let bytes = t
-                .join()
-                .map_err(|_| anyhow::anyhow!("a pipe reader panicked"))??;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        let (stdout, stderr) = (read(out)?, read(err)?);
-        match status {
-            Some(status) => Ok((status, stdout, stderr)),
-            None => bail!(
-                "{what} did not end within {CLI_TIMEOUT:?}; stdout:\n{stdout}\nstderr:\n{stderr}"
-            ),
-        }
-    })
-    .await
-    .context("the CLI's thread panicked")??;
-    eprintln!("ran {line}: {status}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
-    Ok(Run {
-        command: line,
-        status,
-        stdout,
-        stderr,
-    })
+    let env = [("KUBECONFIG", user.kubeconfig().into())];
+    cli::run(&cli::shellcar_binary()?, args, &env, CLI_TIMEOUT).await
 }
 
 /// Session `name` on Deployment web with the default debugger, as JSON as a user writes

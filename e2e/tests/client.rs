@@ -8,17 +8,17 @@
 //! runs to attach) and `kubectl-shellcar` (a symlink to the binary, as a plugin install
 //! makes it).
 
-use std::io::Read as _;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use shellcar::crd::{DebugSession, Phase};
 use shellcar_e2e::Fixture;
+use shellcar_e2e::cli::{self, Run};
 use shellcar_e2e::identity::{User, rule_for};
 use shellcar_e2e::kubectl;
 use shellcar_e2e::workload::assert_template_restored;
@@ -31,32 +31,6 @@ const BUSYBOX_IMAGE: &str = "shellcar.local/busybox:1.36";
 
 /// Bound on one run of the CLI, waits for Ready and teardown included.
 const CLI_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// What one run printed, and how it ended.
-#[derive(Debug)]
-struct Run {
-    command: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// The `shellcar` binary beside the test executable's `deps/` (built by `e2e/deploy`).
-fn shellcar_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("shellcar"))
-        .with_context(|| format!("{} has no grandparent directory", exe.display()))?;
-    if !binary.is_file() {
-        bail!(
-            "the shellcar binary {} is missing: build it with `cargo build -p shellcar`",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
 
 /// A directory to put first on PATH: `kubectl` (the cluster's kubectl) and
 /// `kubectl-shellcar` (the shellcar binary, as a plugin). Removed when dropped.
@@ -71,7 +45,7 @@ impl PluginPath {
         std::fs::create_dir_all(&dir)?;
         let kubectl = which(&kubectl::binary())?;
         symlink(&kubectl, dir.join("kubectl"))?;
-        symlink(shellcar_binary()?, dir.join("kubectl-shellcar"))?;
+        symlink(cli::shellcar_binary()?, dir.join("kubectl-shellcar"))?;
         Ok(PluginPath { dir })
     }
 
@@ -109,68 +83,16 @@ fn which(name: &std::ffi::OsStr) -> Result<PathBuf> {
 /// Runs `program args` as `user` with PATH from `path`, stdin not a terminal; killed after
 /// [`CLI_TIMEOUT`].
 async fn run(user: &User, path: &PluginPath, program: &Path, args: &[&str]) -> Result<Run> {
-    let line = format!("{} {}", program.display(), args.join(" "));
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env("KUBECONFIG", user.kubeconfig())
-        .env("PATH", path.path())
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let what = line.clone();
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || -> Result<(ExitStatus, String, String)> {
-        let mut child = command.spawn().with_context(|| format!("running {what}"))?;
-        let mut out = child.stdout.take().context("no stdout pipe")?;
-        let mut err = child.stderr.take().context("no stderr pipe")?;
-        let out = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            out.read_to_end(&mut text).map(|_| text)
-        });
-        let err = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            err.read_to_end(&mut text).map(|_| text)
-        });
-        let deadline = Instant::now() + CLI_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                child.kill()?;
-                child.wait()?;
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let read = |t: std::thread::JoinHandle<std::io::Result<Vec<u8>>>| -> Result<String> {
-            let bytes = t
-                .join()
-                .map_err(|_| anyhow::anyhow!("a pipe reader panicked"))??;
-            Ok(String::from_utf8_lossy(&bytes).into_owned())
-        };
-        let (stdout, stderr) = (read(out)?, read(err)?);
-        match status {
-            Some(status) => Ok((status, stdout, stderr)),
-            None => bail!("{what} did not end within {CLI_TIMEOUT:?}; stdout:\n{stdout}\nstderr:\n{stderr}"),
-        }
-    })
-    .await
-    .context("the CLI's thread panicked")??;
-    eprintln!("ran {line}: {status}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
-    Ok(Run {
-        command: line,
-        status,
-        stdout,
-        stderr,
-    })
+    let env = [
+        ("KUBECONFIG", user.kubeconfig().into()),
+        ("PATH", path.path()),
+    ];
+    cli::run(program, args, &env, CLI_TIMEOUT).await
 }
 
 /// Runs `shellcar args`.
 async fn shellcar(user: &User, path: &PluginPath, args: &[&str]) -> Result<Run> {
-    run(user, path, &shellcar_binary()?, args).await
+    run(user, path, &cli::shellcar_binary()?, args).await
 }
 
 /// User `dev`: everything with sessions, get and patch on Deployment web (what a Sidecar
@@ -355,7 +277,7 @@ async fn debug_in_a_terminal_attaches_and_ends_on_exit() -> Result<()> {
     let dev = developer(&f).await?;
     let path = PluginPath::create(f.ns())?;
     let ns = f.ns().to_owned();
-    let mut command = Command::new(shellcar_binary()?);
+    let mut command = Command::new(cli::shellcar_binary()?);
     command
         .args([
             "debug",

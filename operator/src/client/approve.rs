@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{ConnectError, connect};
+use super::{ConnectError, FetchError, connect, fetch};
 use crate::cli::DecideArgs;
 use crate::crd::{Approval, DebugSession, Decision, Exposure, Mount, Phase};
 use crate::naming;
@@ -20,14 +20,8 @@ use crate::naming;
 pub enum Error {
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    #[error("reading DebugSession {name}")]
-    Read {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("DebugSession {name} not found in namespace {namespace}")]
-    NotFound { name: String, namespace: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     /// The session is not waiting for a decision; the sentence says why.
     #[error("{0}")]
     NotAwaiting(String),
@@ -58,17 +52,7 @@ pub async fn decide(decision: Decision, args: DecideArgs) -> Result<u8, Error> {
     let (client, namespace) = connect(&args.connection).await?;
     let api: Api<DebugSession> = Api::namespaced(client, &namespace);
     let name = args.name.as_str();
-    let session = api
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Read {
-            name: name.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| Error::NotFound {
-            name: name.to_owned(),
-            namespace: namespace.clone(),
-        })?;
+    let session = fetch(&api, &namespace, name).await?;
     if let Some(why) = why_not_awaiting(&session) {
         return Err(Error::NotAwaiting(why));
     }

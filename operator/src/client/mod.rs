@@ -11,11 +11,11 @@ pub mod debug;
 pub(crate) mod progress;
 pub mod sessions;
 
-use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
 
 use crate::cli::ConnectArgs;
-use crate::crd::TargetKind;
+use crate::crd::{DebugSession, TargetKind};
 
 /// Why no client could be built from the kubeconfig.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,37 @@ pub async fn connect(args: &ConnectArgs) -> Result<(Client, String), ConnectErro
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = Client::try_from(config).map_err(ConnectError::Client)?;
     Ok((client, namespace))
+}
+
+/// Why a named session could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("reading DebugSession {name}")]
+    Read {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("DebugSession {name} not found in namespace {namespace}")]
+    NotFound { name: String, namespace: String },
+}
+
+/// The session `name` in `namespace` (the namespace `api` is for), or why not.
+pub(crate) async fn fetch(
+    api: &Api<DebugSession>,
+    namespace: &str,
+    name: &str,
+) -> Result<DebugSession, FetchError> {
+    api.get_opt(name)
+        .await
+        .map_err(|source| FetchError::Read {
+            name: name.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| FetchError::NotFound {
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+        })
 }
 
 /// The flags that make `kubectl` talk to the same cluster as shellcar does.

@@ -11,7 +11,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::progress::{Phases, Progress};
-use super::{ConnectError, connect, refusal, short_kind};
+use super::{ConnectError, FetchError, connect, fetch, refusal, short_kind};
 use crate::cli::{EndArgs, ExtendArgs, LsArgs};
 use crate::crd::DebugSession;
 use crate::ttl::{self, TtlError};
@@ -23,14 +23,8 @@ pub enum Error {
     Connect(#[from] ConnectError),
     #[error("listing DebugSessions")]
     List(#[source] kube::Error),
-    #[error("reading DebugSession {name}")]
-    Read {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("DebugSession {name} not found in namespace {namespace}")]
-    NotFound { name: String, namespace: String },
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     /// The API server refused the change (the webhook, RBAC), in its own words.
     #[error("{0}")]
     Refused(String),
@@ -187,17 +181,7 @@ pub(crate) async fn end_session(
     timeout: Duration,
     progress: &Progress,
 ) -> Result<DebugSession, Error> {
-    let first = api
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Read {
-            name: name.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| Error::NotFound {
-            name: name.to_owned(),
-            namespace: namespace.to_owned(),
-        })?;
+    let first = fetch(api, namespace, name).await?;
     api.delete(name, &DeleteParams::default())
         .await
         .map_err(|e| match refusal(&e) {
@@ -266,17 +250,7 @@ pub async fn extend(args: ExtendArgs) -> Result<u8, Error> {
     let (client, namespace) = connect(&args.connection).await?;
     let api: Api<DebugSession> = Api::namespaced(client, &namespace);
     let name = args.name.as_str();
-    let session = api
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::Read {
-            name: name.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| Error::NotFound {
-            name: name.to_owned(),
-            namespace: namespace.clone(),
-        })?;
+    let session = fetch(&api, &namespace, name).await?;
     let ttl = extended(&session.spec.ttl, args.duration).map_err(|source| Error::Ttl {
         name: name.to_owned(),
         source,
