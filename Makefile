@@ -13,8 +13,10 @@ run: cluster-up ## Bring up the local cluster, deploy the operator, apply the sa
 
 test: unit e2e ## Run every test: unit, then end to end on the local cluster
 
-unit: ## Unit tests and the crds/ drift check (no cluster)
-	cargo test --locked -p shellcar
+# The kustomize checks render config/ with the kubectl built from source (e2e/cluster build).
+unit: ## Unit tests and the crds/ drift check (no cluster; builds kubectl if needed)
+	$(CLUSTER) build
+	eval "$$($(CLUSTER) env)" && cargo test --locked -p shellcar
 
 e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if needed)
 	# Build outside the cluster's network namespace, which has no route to the registry.
@@ -34,7 +36,7 @@ chaos: cluster-up deploy ## 100 session lifecycles with the leader SIGKILLed at 
 	cargo test --locked -p shellcar-e2e --test chaos --no-run
 	$(CLUSTER) exec -- env SHELLCAR_CHAOS_LIFECYCLES=$(CHAOS_LIFECYCLES) cargo test --locked -p shellcar-e2e --test chaos -- --nocapture
 
-cluster-up: ## Build (cached) and start the local cluster
+cluster-up: ## Build (cached) and start the local two-node Kubernetes 1.37 cluster (SHELLCAR_K8S_VERSION=1.33.13 for the oldest)
 	$(CLUSTER) up
 
 cluster-down: ## Stop the local cluster and remove its state

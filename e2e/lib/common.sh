@@ -92,7 +92,7 @@ start_proc() {
   shift 2
   bin=$(readlink -f "$bin")
   printf -- '--- %s: started by e2e/cluster\n' "$(date -u +%FT%TZ)" >>"$LOGS/$name.log"
-  setsid nsenter --net="$NETNS_PATH" -- "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
+  setsid nsenter --net="$(netns_of "$name")" -- "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$PIDS/$name.pid"
   printf '%s\n' "$bin" >"$PIDS/$name.exe"

@@ -8,7 +8,7 @@
 #
 # Expects: KBIN, IMAGES, CTR_SOCK, STATE, plus lib/common.sh and hack/lib/oci.sh.
 
-ctrk() { timeout 120 ctr --address "$CTR_SOCK" --namespace k8s.io "$@"; }
+ctrk() { timeout 120 "$RBIN/ctr" --address "$CTR_SOCK" --namespace k8s.io "$@"; }
 
 # Capture first: `ctr ... | grep -q` under pipefail fails at random when grep
 # exits before ctr has written everything (SIGPIPE).

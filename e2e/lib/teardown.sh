@@ -25,7 +25,7 @@ our_container_ids() {
 # and networks through the CRI. The scheduler and controller-manager go first,
 # or controllers would recreate what we delete. Best effort, bounded.
 drain_pods() {
-  proc_alive kube-apiserver && proc_alive kubelet && [[ -f $STATE/admin.token ]] && api_ready || return 0
+  proc_alive kube-apiserver && { proc_alive kubelet || proc_alive kubelet-2; } && [[ -f $STATE/admin.token ]] && api_ready || return 0
   stop_proc kube-scheduler 10
   stop_proc kube-controller-manager 10
   kc delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1 || true
@@ -41,16 +41,16 @@ drain_pods() {
 # shims exit once their tasks are deleted.
 remove_containers() {
   local ids id
-  ids=$(timeout 10 ctr --address "$CTR_SOCK" -n k8s.io tasks ls -q 2>/dev/null) || true
+  ids=$(timeout 10 "$RBIN/ctr" --address "$CTR_SOCK" -n k8s.io tasks ls -q 2>/dev/null) || true
   for id in $ids; do
-    timeout 10 ctr --address "$CTR_SOCK" -n k8s.io tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
+    timeout 10 "$RBIN/ctr" --address "$CTR_SOCK" -n k8s.io tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
   done
   for id in $ids; do
-    timeout 10 ctr --address "$CTR_SOCK" -n k8s.io tasks rm -f "$id" >/dev/null 2>&1 || true
+    timeout 10 "$RBIN/ctr" --address "$CTR_SOCK" -n k8s.io tasks rm -f "$id" >/dev/null 2>&1 || true
   done
-  ids=$(timeout 10 ctr --address "$CTR_SOCK" -n k8s.io containers ls -q 2>/dev/null) || true
+  ids=$(timeout 10 "$RBIN/ctr" --address "$CTR_SOCK" -n k8s.io containers ls -q 2>/dev/null) || true
   for id in $ids; do
-    timeout 10 ctr --address "$CTR_SOCK" -n k8s.io containers rm "$id" >/dev/null 2>&1 || true
+    timeout 10 "$RBIN/ctr" --address "$CTR_SOCK" -n k8s.io containers rm "$id" >/dev/null 2>&1 || true
   done
 }
 
@@ -121,12 +121,40 @@ remove_cgroups() {
 }
 
 remove_netns() {
-  [[ -e $NETNS_PATH ]] || return 0
-  ip -n "$NETNS" link del cni0 2>/dev/null || true
-  ip netns del "$NETNS" 2>/dev/null || {
-    umount "$NETNS_PATH" 2>/dev/null || umount -l "$NETNS_PATH" 2>/dev/null || true
-    rm -f "$NETNS_PATH"
-  }
+  local n
+  for n in "${NODES[@]}"; do
+    use_node "$n"
+    [[ -e $NODE_NETNS_PATH ]] || continue
+    ip -n "$NODE_NETNS" link del cni0 2>/dev/null || true
+    ip netns del "$NODE_NETNS" 2>/dev/null || {
+      umount "$NODE_NETNS_PATH" 2>/dev/null || umount -l "$NODE_NETNS_PATH" 2>/dev/null || true
+      rm -f "$NODE_NETNS_PATH"
+    }
+  done
+  use_node 1
+}
+
+# stop_node N MODE: stop node N's kubelet and containerd, and kill what they leave.
+stop_node() {
+  use_node "$1"
+  stop_proc "$KUBELET" 15
+  if [[ $2 == graceful ]] && proc_alive "$CONTAINERD"; then
+    remove_containers
+  fi
+  stop_proc "$CONTAINERD" 10
+  kill_shims
+  kill_containers
+  use_node 1
+}
+
+# Every node's kubelet root and pod log directory, and the state.
+node_dirs() {
+  local n
+  for n in "${NODES[@]}"; do
+    use_node "$n"
+    printf '%s\n' "$KUBELET_ROOT"
+  done
+  use_node 1
 }
 
 restore_sysctls() {
@@ -143,13 +171,9 @@ restore_sysctls() {
 teardown() {
   local mode=$1 keep=${2-}
   [[ $mode == graceful ]] && drain_pods
-  stop_proc kubelet 15
-  if [[ $mode == graceful ]] && proc_alive containerd; then
-    remove_containers
-  fi
-  stop_proc containerd 10
-  kill_shims
-  kill_containers
+  local n roots
+  for ((n = ${#NODES[@]}; n >= 1; n--)); do stop_node "$n" "$mode"; done
+  mapfile -t roots < <(node_dirs)
   stop_proc kube-scheduler 10
   stop_proc kube-controller-manager 10
   stop_proc kube-apiserver 15
@@ -186,14 +210,15 @@ teardown() {
 # namespace goes; the state, the kubelet's directory, the PID files (stale
 # now) and the saved sysctls stay.
 simulate_reboot() {
-  local i c
+  local i c roots
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     c=${COMPONENTS[i]}
     signal_proc "$c" KILL 5 || log "warning: $c (pid $(proc_pid "$c")) survived SIGKILL"
   done
-  kill_shims
-  kill_containers
-  unmount_under "$KUBELET_ROOT" "$STATE"
+  on_nodes kill_shims
+  on_nodes kill_containers
+  mapfile -t roots < <(node_dirs)
+  unmount_under "${roots[@]}" "$STATE"
   remove_pod_netns
   remove_cgroups
   remove_netns
