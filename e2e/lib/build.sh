@@ -141,9 +141,15 @@ build_runtime() {
   mv "$RBIN.tmp" "$RBIN"
 }
 
+# One build at a time on the machine, whichever cluster or version asks (fd 8, released
+# before any daemon starts).
 build_binaries() {
+  mkdir -p /run/lock
+  exec 8>/run/lock/shellcar-build.lock
+  flock -w 3600 8 || die "another e2e/cluster build holds /run/lock/shellcar-build.lock"
   [[ $(cat "$KBIN/.build-key" 2>/dev/null) == "$(build_key "$K8S_MOD_DIR")" && -x $KBIN/pause ]] ||
     phase build-kubernetes build_kubernetes
   [[ $(cat "$RBIN/.build-key" 2>/dev/null) == "$(build_key "$HERE/k8s/etcd" "$HERE/k8s/containerd" "$HERE/k8s/runc")" ]] ||
     phase build-runtime build_runtime
+  exec 8>&-
 }

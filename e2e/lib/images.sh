@@ -8,7 +8,9 @@
 #
 # Expects: KBIN, IMAGES, CTR_SOCK, STATE, plus lib/common.sh and hack/lib/oci.sh.
 
-ctrk() { timeout 120 "$RBIN/ctr" --address "$CTR_SOCK" --namespace k8s.io "$@"; }
+# containerd 2.2's ctr warns on every call that cgroup v1 is deprecated: said once in
+# docs/local-cluster.md instead.
+ctrk() { timeout 120 "$RBIN/ctr" --address "$CTR_SOCK" --namespace k8s.io "$@" 2> >(grep -v 'DEPRECATION: The support for cgroup v1' >&2); }
 
 # Capture first: `ctr ... | grep -q` under pipefail fails at random when grep
 # exits before ctr has written everything (SIGPIPE).
@@ -138,7 +140,13 @@ import_archive() {
   imported=$(jq -er --arg base "$base" '.manifests | if length == 1 then .[0].annotations else error("not one image") end
     | .["io.containerd.image.name"] // ($base + ":" + .["org.opencontainers.image.ref.name"])' <<<"$index") ||
     die "load-image: $tar must hold exactly one named or tagged image"
-  ctrk images import --base-name "$base" "$tar" >/dev/null || die "importing $tar failed"
+  # containerd 2's --base-name also filters: an image whose name does not start with it
+  # is skipped. A named image is imported by its own name.
+  if [[ $imported == "$base:"* ]]; then
+    ctrk images import --base-name "$base" "$tar" >/dev/null || die "importing $tar failed"
+  else
+    ctrk images import "$tar" >/dev/null || die "importing $tar failed"
+  fi
   image_present "$imported" || die "$tar: no image $imported after import"
   if [[ $imported != "$ref" ]]; then
     ctrk images tag --force "$imported" "$ref" >/dev/null || die "tagging $imported as $ref failed"
