@@ -22,15 +22,6 @@ use crate::crd::{DebugPolicy, DebugSession, TargetKind};
 use crate::telemetry::Metrics;
 use crate::workload;
 
-/// The first Kubernetes minor version (1.x) whose `pods/ephemeralcontainers` subresource
-/// takes a Pod. Older API servers take an `EphemeralContainers` object, sent with PUT.
-pub const EPHEMERAL_POD_BODY_SINCE: u32 = 22;
-
-/// The first Kubernetes minor version (1.x) whose API server accepts a `securityContext`
-/// on an ephemeral container (kubernetes/kubernetes#99023 added it to the fields
-/// validation allows). Older servers refuse it, so the profile cannot be applied there.
-pub const EPHEMERAL_SECURITY_CONTEXT_SINCE: u32 = 21;
-
 /// What the operator allows, from its command line.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -49,42 +40,32 @@ pub struct Policy {
 /// What the cluster can do, found out once by discovery.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
-    /// The `pods/ephemeralcontainers` subresource is served.
+    /// The `pods/ephemeralcontainers` subresource is served. Every Kubernetes API server
+    /// of a supported version ([`crate::version::OLDEST_SUPPORTED`]) serves it, with no
+    /// feature gate to turn it off since 1.27; a Kubernetes-like server that leaves it out
+    /// gets Copy mode for Pods (and a clear refusal of mode Ephemeral) instead of 404s.
     pub ephemeral_containers: bool,
-    /// The API server predates [`EPHEMERAL_POD_BODY_SINCE`] and takes an
-    /// `EphemeralContainers` body.
-    pub legacy_ephemeral_api: bool,
-    /// The API server accepts a `securityContext` on ephemeral containers
-    /// ([`EPHEMERAL_SECURITY_CONTEXT_SINCE`]).
-    pub ephemeral_security_context: bool,
 }
 
 impl Capabilities {
-    /// The capabilities of an API server that serves `core` (its `v1` resources) and
-    /// reports minor version `minor` (as `/version` does, e.g. "20" or "20+").
-    pub fn from_discovery(core: &APIResourceList, minor: &str) -> Self {
-        let digits: String = minor.chars().take_while(char::is_ascii_digit).collect();
-        // An unreadable version is taken as current: the newest shapes are the safe guess.
-        let minor = digits.parse::<u32>().unwrap_or(u32::MAX);
+    /// The capabilities of an API server that serves `core` (its `v1` resources).
+    pub fn from_discovery(core: &APIResourceList) -> Self {
         Capabilities {
             ephemeral_containers: core
                 .resources
                 .iter()
                 .any(|r| r.name == "pods/ephemeralcontainers"),
-            legacy_ephemeral_api: minor < EPHEMERAL_POD_BODY_SINCE,
-            ephemeral_security_context: minor >= EPHEMERAL_SECURITY_CONTEXT_SINCE,
         }
     }
 }
 
-/// Finds out what the cluster serves: ephemeral containers, and in which shape.
+/// Finds out what the cluster serves: whether it has ephemeral containers.
 pub async fn discover(client: &Client) -> Result<Capabilities, Error> {
     let core = client
         .list_core_api_resources("v1")
         .await
         .map_err(Error::Discovery)?;
-    let version = client.apiserver_version().await.map_err(Error::Discovery)?;
-    Ok(Capabilities::from_discovery(&core, &version.minor))
+    Ok(Capabilities::from_discovery(&core))
 }
 
 /// Errors of one reconciliation. All of them are transient: the session is retried with
@@ -192,6 +173,24 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// Retries `attempt` every few seconds until it succeeds, logging each failure as `what`:
+/// at start the API server, RBAC or a Secret may not be there yet.
+pub(crate) async fn retry<T, E, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
+where
+    F: Future<Output = Result<T, E>>,
+    E: std::error::Error,
+{
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(e) => warn!(error = %error_chain(&e), retry_in = ?delay, "{what}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// How long an answer about what a requester may do is reused. RBAC revoked mid-session
@@ -385,60 +384,4 @@ impl Context {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn core(names: &[&str]) -> APIResourceList {
-        serde_json::from_value(serde_json::json!({
-            "groupVersion": "v1",
-            "resources": names.iter().map(|n| serde_json::json!({
-                "name": n, "kind": "Pod", "namespaced": true, "singularName": "", "verbs": []
-            })).collect::<Vec<_>>(),
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn the_version_cutoffs_decide_the_ephemeral_shapes() {
-        let served = core(&["pods", "pods/ephemeralcontainers"]);
-        let at = |minor: &str| Capabilities::from_discovery(&served, minor);
-        let v20 = at("20");
-        assert!(v20.ephemeral_containers);
-        assert!(v20.legacy_ephemeral_api);
-        assert!(!v20.ephemeral_security_context);
-        let v21 = at("21+");
-        assert!(v21.legacy_ephemeral_api);
-        assert!(v21.ephemeral_security_context);
-        let v22 = at("22");
-        assert!(!v22.legacy_ephemeral_api);
-        assert!(v22.ephemeral_security_context);
-        let unknown = at("");
-        assert!(!unknown.legacy_ephemeral_api);
-        assert!(unknown.ephemeral_security_context);
-        assert!(!Capabilities::from_discovery(&core(&["pods"]), "33").ephemeral_containers);
-    }
-
-    fn api_error(code: u16) -> Error {
-        Error::Apply {
-            kind: TargetKind::Deployment,
-            name: "web".to_owned(),
-            source: kube::Error::Api(Box::new(
-                kube::core::Status::failure("env[0].name: Invalid value: \"1 BAD\"", "Invalid")
-                    .with_code(code),
-            )),
-        }
-    }
-
-    #[test]
-    fn only_refusals_retrying_cannot_fix_are_rejections() {
-        assert_eq!(
-            api_error(422).rejection().as_deref(),
-            Some("applying the debugger to Deployment web: env[0].name: Invalid value: \"1 BAD\"")
-        );
-        assert!(api_error(403).rejection().is_some());
-        for transient in [404, 409, 429, 500, 503] {
-            assert_eq!(api_error(transient).rejection(), None, "{transient}");
-        }
-        assert_eq!(Error::NoUid.rejection(), None);
-    }
-}
+mod tests;

@@ -40,7 +40,6 @@ const DEPLOYMENT_UID: &str = "d3b1-0001";
 const SESSION_APPLY: &str = "?&fieldManager=shellcar.dev%2Fdbg";
 
 const DISCOVERY: &str = "/api/v1";
-const VERSION: &str = "/version";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/web";
 const PODS: &str = "/api/v1/namespaces/shop/pods";
 const SESSIONS: &str = "/apis/debug.shellcar.dev/v1alpha1/namespaces/shop/debugsessions/dbg";
@@ -116,7 +115,7 @@ impl ApiServer {
         }
     }
 
-    /// Answers discovery: a v1.33 API server that serves ephemeral containers.
+    /// Answers discovery: an API server that serves ephemeral containers.
     async fn discovery(&mut self) {
         self.expect(Method::GET, DISCOVERY).await.ok(&json!({
             "kind": "APIResourceList",
@@ -127,12 +126,6 @@ impl ApiServer {
                 {"name": "pods/ephemeralcontainers", "singularName": "", "namespaced": true,
                  "kind": "Pod", "verbs": ["get", "patch", "update"]},
             ],
-        }));
-        self.expect(Method::GET, VERSION).await.ok(&json!({
-            "major": "1", "minor": "33", "gitVersion": "v1.33.1",
-            "gitCommit": "8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828", "gitTreeState": "clean",
-            "buildDate": "2025-05-15T08:19:08Z", "goVersion": "go1.24.2", "compiler": "gc",
-            "platform": "linux/amd64",
         }));
     }
 
@@ -813,8 +806,8 @@ async fn a_refused_finalizer_stops_the_pass_before_any_change() {
 }
 
 /// Deployment web as the API server holds it after the Sidecar apply of session dbg:
-/// the debugger in its template, and the fields the session's manager owns as a 1.20
-/// API server records them.
+/// the debugger in its template, and the fields the session's manager owns as the API
+/// server records them.
 fn applied_deployment() -> Value {
     let container = container();
     let mut deployment = deployment(false);

@@ -4,7 +4,8 @@
 //! The reconcile pipeline reads top-down in [`reconcile`]: fetch, validate
 //! ([`validate`]), plan, apply the mode ([`modes`]: one file per mode), status
 //! ([`status`]). [`context`] holds what every step shares; [`controller`] wires the
-//! watches to the pipeline; [`leader`] decides which replica runs it.
+//! watches to the pipeline; [`leader`] decides which replica runs it; [`version`] keeps
+//! the operator idle on a Kubernetes older than it supports.
 
 pub(crate) mod access;
 pub mod admission;
@@ -31,6 +32,7 @@ pub(crate) mod status;
 pub mod telemetry;
 pub(crate) mod ttl;
 pub(crate) mod validate;
+pub mod version;
 pub(crate) mod workload;
 
 use kube::CustomResourceExt;

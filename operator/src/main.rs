@@ -9,6 +9,7 @@ use shellcar::context::Policy;
 use shellcar::crd::Decision;
 use shellcar::leader::{self, Election};
 use shellcar::telemetry::{self, Health, Metrics};
+use shellcar::version;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
@@ -104,19 +105,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
         health.clone(),
     );
-    let admission = admission::run(client.clone(), webhook, policy.clone(), health.clone());
-    let controller = {
-        let (client, metrics) = (client.clone(), metrics.clone());
-        move |stop| shellcar::controller::run(client.clone(), policy.clone(), metrics.clone(), stop)
+    let work = async move {
+        let mut shutdown = Box::pin(shutdown());
+        let supported = tokio::select! {
+            supported = version::check(&client, &health) => supported,
+            () = &mut shutdown => return Ok(()),
+        };
+        if !supported {
+            // Live, not ready, and idle: see version::check.
+            shutdown.await;
+            return Ok(());
+        }
+        let admission = admission::run(client.clone(), webhook, policy.clone(), health.clone());
+        let controller = {
+            let (client, metrics) = (client.clone(), metrics.clone());
+            move |stop| {
+                shellcar::controller::run(client.clone(), policy.clone(), metrics.clone(), stop)
+            }
+        };
+        // Every replica serves metrics, health and the webhook; the controller runs on the
+        // leader only. Shutdown goes through the leader: it stops the controller, releases
+        // the Lease, and then the process exits.
+        let controller = leader::run(client, election, metrics, health, controller, shutdown);
+        tokio::select! {
+            result = controller => result.context("running the controller"),
+            result = admission => result.context("serving the admission webhook"),
+        }
     };
-    // Every replica serves metrics, health and the webhook; the controller runs on the
-    // leader only. Shutdown goes through the leader: it stops the controller, releases
-    // the Lease, and then the process exits.
-    let controller = leader::run(client, election, metrics, health, controller, shutdown());
     tokio::select! {
-        result = controller => result.context("running the controller")?,
         result = server => result.context("serving metrics and health")?,
-        result = admission => result.context("serving the admission webhook")?,
+        result = work => result?,
     }
     Ok(())
 }

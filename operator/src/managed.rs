@@ -167,7 +167,7 @@ spec:
         .unwrap()
     }
 
-    /// What the API server recorded for the intent above (as a 1.20 server writes it).
+    /// What the API server records for the intent above, beside another manager's field.
     const OWNED: &str = r#"
 - manager: kubectl-client-side-apply
   operation: Update

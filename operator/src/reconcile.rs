@@ -384,7 +384,6 @@ async fn apply(session: &DebugSession, ns: &str, ctx: &Context) -> Result<Action
             .as_ref()
             .map_or("", |r| r.username.as_str()),
         plan: &plan,
-        caps,
         container: facts.container.clone(),
         manager: naming::field_manager(&name),
         expires_at,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -275,12 +275,31 @@ fn resident_memory_bytes() -> Option<i64> {
 pub struct Health {
     webhook_ready: AtomicBool,
     stopped: AtomicBool,
+    /// Why this replica will never be ready, e.g. an unsupported Kubernetes version.
+    refused: OnceLock<String>,
 }
 
 impl Health {
     /// The admission webhook has its certificate and serves.
     pub fn set_webhook_ready(&self) {
         self.webhook_ready.store(true, Ordering::Relaxed);
+    }
+
+    /// This replica will never be ready, for `reason`: it stays live (restarting it
+    /// would not help) and `/readyz` answers with the reason. The first reason stays.
+    pub fn refuse(&self, reason: String) {
+        let _ = self.refused.set(reason);
+    }
+
+    /// Ready, or why not.
+    pub fn readiness(&self) -> Result<(), &str> {
+        if let Some(reason) = self.refused.get() {
+            Err(reason)
+        } else if self.webhook_ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("webhook certificate not ready")
+        }
     }
 
     /// The controller of the leader ended without being asked to; the process should be
@@ -313,14 +332,10 @@ async fn livez(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) 
     }
 }
 
-async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, &'static str) {
-    if health.webhook_ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhook certificate not ready\n",
-        )
+async fn readyz(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    match health.readiness() {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
     }
 }
 
@@ -349,181 +364,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_count_reconciles_failures_and_phases() {
-        let m = Metrics::default();
-        m.reconciled(Duration::from_millis(20));
-        m.failed("KubeError");
-        m.session_phase("shop/a".to_owned(), Some(Phase::Active));
-        m.session_phase("shop/b".to_owned(), Some(Phase::Active));
-        m.session_phase("shop/b".to_owned(), None);
-        let text = m.encode();
-        assert!(text.contains("shellcar_reconciles_total 1"), "{text}");
-        assert!(
-            text.contains("shellcar_reconcile_failures_total{category=\"KubeError\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("shellcar_sessions{phase=\"Active\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("shellcar_reconcile_duration_seconds_count 1"),
-            "{text}"
-        );
-    }
-
-    /// The value of `series` (name and labels, as exposed) in `m`'s exposition.
-    fn sample(m: &Metrics, series: &str) -> Option<f64> {
-        m.encode()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    fn sessions_in(m: &Metrics, phase: &str) -> Option<f64> {
-        sample(m, &format!("shellcar_sessions{{phase=\"{phase}\"}}"))
-    }
-
-    #[test]
-    fn the_phase_gauge_forgets_sessions_that_are_gone() {
-        let m = Metrics::default();
-        m.session_phase("shop/a".to_owned(), Some(Phase::Injecting));
-        m.session_phase("shop/b".to_owned(), Some(Phase::Injecting));
-        assert_eq!(sessions_in(&m, "Injecting"), Some(2.0));
-        // A session counts in its current phase only.
-        m.session_phase("shop/a".to_owned(), Some(Phase::Active));
-        assert_eq!(sessions_in(&m, "Injecting"), Some(1.0));
-        assert_eq!(sessions_in(&m, "Active"), Some(1.0));
-        // Deleted sessions count nowhere.
-        m.session_phase("shop/a".to_owned(), None);
-        m.session_phase("shop/b".to_owned(), None);
-        for phase in [
-            "Pending",
-            "AwaitingApproval",
-            "Injecting",
-            "Active",
-            "Ended",
-        ] {
-            assert_eq!(sessions_in(&m, phase), Some(0.0), "{phase}: {}", m.encode());
-        }
-        // Forgetting a session that was never seen changes nothing.
-        m.session_phase("shop/c".to_owned(), None);
-        assert_eq!(sessions_in(&m, "Active"), Some(0.0));
-    }
-
-    #[test]
-    fn a_replica_that_stops_leading_forgets_every_session() {
-        let m = Metrics::default();
-        m.session_phase("shop/a".to_owned(), Some(Phase::Active));
-        m.session_phase("shop/b".to_owned(), Some(Phase::Injecting));
-        m.forget_sessions();
-        let text = m.encode();
-        assert!(!text.contains("shellcar_sessions{"), "{text}");
-        // Leading again, it counts only what it sees from then on.
-        m.session_phase("shop/c".to_owned(), Some(Phase::Active));
-        assert_eq!(sessions_in(&m, "Active"), Some(1.0));
-        assert_eq!(sessions_in(&m, "Injecting"), Some(0.0));
-    }
-
-    #[test]
-    fn time_to_ready_and_teardown_are_histograms_in_seconds() {
-        let m = Metrics::default();
-        // Exposed before any observation, so that dashboards and alerts find them.
-        assert_eq!(
-            sample(&m, "shellcar_time_to_ready_seconds_count"),
-            Some(0.0)
-        );
-        assert_eq!(
-            sample(&m, "shellcar_teardown_duration_seconds_count"),
-            Some(0.0)
-        );
-        m.time_to_ready(Duration::from_secs(90));
-        m.teardown(Duration::from_millis(300));
-        m.teardown(Duration::from_secs(4));
-        let ready = |le: &str| {
-            sample(
-                &m,
-                &format!("shellcar_time_to_ready_seconds_bucket{{le=\"{le}\"}}"),
-            )
-        };
-        assert_eq!(ready("60.0"), Some(0.0), "{}", m.encode());
-        assert_eq!(ready("120.0"), Some(1.0), "{}", m.encode());
-        assert_eq!(sample(&m, "shellcar_time_to_ready_seconds_sum"), Some(90.0));
-        let teardown = |le: &str| {
-            sample(
-                &m,
-                &format!("shellcar_teardown_duration_seconds_bucket{{le=\"{le}\"}}"),
-            )
-        };
-        assert_eq!(teardown("0.25"), Some(0.0), "{}", m.encode());
-        assert_eq!(teardown("0.5"), Some(1.0), "{}", m.encode());
-        assert_eq!(teardown("5.0"), Some(2.0), "{}", m.encode());
-        assert_eq!(
-            sample(&m, "shellcar_teardown_duration_seconds_count"),
-            Some(2.0)
-        );
-    }
-
-    #[tokio::test]
-    async fn api_requests_are_exported_by_verb_and_resource() {
-        use tower::{Layer, Service, ServiceExt};
-        let m = Metrics::default();
-        let (service, mut handle) = tower_test::mock::pair::<http::Request<()>, ()>();
-        let mut counted = m.count_requests().layer(service);
-        tokio::spawn(async move {
-            while let Some((_, respond)) = handle.next_request().await {
-                respond.send_response(());
-            }
-        });
-        let request = http::Request::patch("/apis/apps/v1/namespaces/shop/deployments/web/status")
-            .body(())
-            .unwrap();
-        counted.ready().await.unwrap().call(request).await.unwrap();
-        assert_eq!(
-            sample(
-                &m,
-                "shellcar_api_requests_total{verb=\"patch\",resource=\"deployments/status\"}"
-            ),
-            Some(1.0),
-            "{}",
-            m.encode()
-        );
-    }
-
-    #[test]
-    fn the_leader_gauge_follows_leadership() {
-        let m = Metrics::default();
-        let sample = |m: &Metrics| {
-            m.encode()
-                .lines()
-                .find_map(|l| l.strip_prefix("shellcar_leader ").map(str::to_owned))
-        };
-        assert_eq!(sample(&m).as_deref(), Some("0"));
-        m.set_leader(true);
-        assert_eq!(sample(&m).as_deref(), Some("1"));
-        m.set_leader(false);
-        assert_eq!(sample(&m).as_deref(), Some("0"));
-    }
-
-    #[tokio::test]
-    async fn ready_means_the_webhook_serves_whoever_leads() {
-        let health = Arc::new(Health::default());
-        let ready = |h: &Arc<Health>| readyz(State(h.clone()));
-        assert_eq!(ready(&health).await.0, StatusCode::SERVICE_UNAVAILABLE);
-        // A standby never runs the controller, and is Ready as soon as its webhook is.
-        health.set_webhook_ready();
-        assert_eq!(ready(&health).await.0, StatusCode::OK);
-        assert_eq!(livez(State(health.clone())).await.0, StatusCode::OK);
-        // A leader whose controller ended is restarted (livez), not taken out of the
-        // webhook's Service (readyz).
-        health.set_stopped();
-        assert_eq!(
-            livez(State(health.clone())).await.0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(ready(&health).await.0, StatusCode::OK);
-    }
-}
+mod tests;

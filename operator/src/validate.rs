@@ -34,7 +34,7 @@ pub enum Invalid {
     )]
     SidecarNeedsWorkload { kind: TargetKind },
     #[error(
-        "this cluster does not serve ephemeral containers (feature gate EphemeralContainers is off before 1.23); use mode Copy"
+        "this cluster does not serve ephemeral containers (its API has no pods/ephemeralcontainers); use mode Copy"
     )]
     EphemeralUnavailable,
     #[error("Copy mode copies one pod; set pods: One or use mode Ephemeral")]
@@ -314,13 +314,9 @@ spec: {template: {spec: {containers: [{name: nginx}, {name: exporter}]}}}
 
     const EPHEMERAL: Capabilities = Capabilities {
         ephemeral_containers: true,
-        legacy_ephemeral_api: true,
-        ephemeral_security_context: false,
     };
     const NO_EPHEMERAL: Capabilities = Capabilities {
         ephemeral_containers: false,
-        legacy_ephemeral_api: true,
-        ephemeral_security_context: false,
     };
 
     #[test]

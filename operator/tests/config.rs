@@ -3,13 +3,22 @@
 
 use std::process::Command;
 
+/// Names the kubectl that renders `config/`: the one the project builds from source,
+/// so that every machine renders with the same kustomize. Never one found on PATH.
+const KUBECTL_ENV: &str = "SHELLCAR_KUBECTL";
+
 fn kustomize(dir: &str) -> String {
-    let kubectl = std::env::var("SHELLCAR_RENDER_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let kubectl = std::env::var(KUBECTL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{KUBECTL_ENV} is not set: run these tests through `make unit`, which builds kubectl \
+             and sets it, or set {KUBECTL_ENV} to a kubectl binary"
+        )
+    });
     let path = format!("{}/../{dir}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(&kubectl)
         .args(["kustomize", &path])
         .output()
-        .unwrap_or_else(|e| panic!("running `{kubectl} kustomize` (kubectl >= 1.21 needed): {e}"));
+        .unwrap_or_else(|e| panic!("running `{kubectl} kustomize` ({KUBECTL_ENV}): {e}"));
     assert!(
         out.status.success(),
         "`kubectl kustomize {dir}` failed: {}",

@@ -19,7 +19,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use kube::Client;
 use tracing::{info, warn};
 
-use crate::context::{self, Capabilities, Policy, error_chain};
+use crate::context::{self, Capabilities, Policy, error_chain, retry};
 use crate::telemetry::Health;
 
 /// Where the webhook listens, and the names of what it keeps up to date.
@@ -49,24 +49,6 @@ pub enum Error {
     Tls(#[from] server::TlsError),
     #[error("serving the admission webhook")]
     Serve(#[from] std::io::Error),
-}
-
-/// Retries `attempt` every few seconds until it succeeds, logging each failure: at start
-/// the API server, RBAC or the Secret may not be there yet.
-async fn retry<T, E, F>(what: &str, mut attempt: impl FnMut() -> F) -> T
-where
-    F: Future<Output = Result<T, E>>,
-    E: std::error::Error,
-{
-    let mut delay = Duration::from_secs(1);
-    loop {
-        match attempt().await {
-            Ok(value) => return value,
-            Err(e) => warn!(error = %error_chain(&e), retry_in = ?delay, "{what}"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
-    }
 }
 
 /// Serves the admission webhook: keeps its certificate and caBundle, then answers
@@ -111,7 +93,6 @@ pub async fn run(
     let webhook = Arc::new(server::Webhook {
         io: server::KubeIo {
             client: client.clone(),
-            capabilities: caps,
         },
         policy,
         capabilities: caps,

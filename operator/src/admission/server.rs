@@ -426,8 +426,6 @@ pub async fn serve<I: Io>(
 /// The webhook's I/O against the API server.
 pub struct KubeIo {
     pub client: Client,
-    /// What the cluster serves: the shape of the ephemeral containers write.
-    pub capabilities: Capabilities,
 }
 
 /// How a refused write reads, or `None` when the failure is not the API server judging
@@ -594,13 +592,12 @@ impl KubeIo {
         let deadline = jiff::Timestamp::now().as_second()
             + i64::try_from(plan.ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let wanted = target.container.as_deref();
-        let container = match ephemeral::for_pod(&base, &pod, wanted, deadline, self.capabilities) {
+        let container = match ephemeral::for_pod(&base, &pod, wanted, deadline) {
             Ok(container) => container,
             Err(invalid) => return Ok(DryRun::Rejected(invalid.to_string())),
         };
-        let legacy = self.capabilities.legacy_ephemeral_api;
         outcome(
-            ephemeral::write(&self.client, &pod, &container, legacy, true)
+            ephemeral::write(&self.client, &pod, &container, true)
                 .await
                 .map(|_| ()),
         )
@@ -730,8 +727,6 @@ mod tests {
             },
             capabilities: Capabilities {
                 ephemeral_containers: true,
-                legacy_ephemeral_api: false,
-                ephemeral_security_context: true,
             },
         }
     }

@@ -16,13 +16,12 @@ use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use kube::ResourceExt;
 use kube::api::{
     Api, ApiResource, AttachParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams,
-    PostParams,
 };
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::{Outcome, Request, owns_fields, select, target_pods};
-use crate::context::{EPHEMERAL_SECURITY_CONTEXT_SINCE, Error, error_chain};
+use crate::context::{Error, error_chain};
 use crate::crd::{EphemeralTeardown, TargetKind};
 use crate::validate::{self, Invalid};
 use crate::{exposure, managed, naming};
@@ -91,30 +90,8 @@ pub fn container(base: &Container, target_container: &str, deadline: i64) -> Eph
     }
 }
 
-/// Body for the `ephemeralcontainers` subresource of API servers before 1.22: an
-/// `EphemeralContainers` object listing every ephemeral container of the pod, sent with
-/// PUT, as `kubectl debug` did then.
-pub fn legacy_body(pod: &Pod, added: &EphemeralContainer) -> Value {
-    let mut all: Vec<EphemeralContainer> = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.ephemeral_containers.clone())
-        .unwrap_or_default();
-    all.push(added.clone());
-    json!({
-        "apiVersion": "v1",
-        "kind": "EphemeralContainers",
-        "metadata": {
-            "name": pod.metadata.name,
-            "namespace": pod.metadata.namespace,
-            "resourceVersion": pod.metadata.resource_version,
-        },
-        "ephemeralContainers": all,
-    })
-}
-
-/// Strategic merge patch for the `ephemeralcontainers` subresource of API servers since
-/// 1.22, which take a Pod.
+/// Strategic merge patch for the `ephemeralcontainers` subresource: the list merges on
+/// `name`, so the patch names only the added container and keeps the others.
 pub fn patch_body(added: &EphemeralContainer) -> Value {
     json!({ "spec": { "ephemeralContainers": [added] } })
 }
@@ -184,20 +161,14 @@ fn target_container(pod: &Pod, wanted: Option<&str>) -> Result<String, Invalid> 
 }
 
 /// The ephemeral debugger for `pod`, built from `base`, aimed at container `wanted` (or the
-/// pod's first), stopping itself at Unix time `deadline`, in the shape the API server
-/// takes: without a securityContext where it refuses one.
+/// pod's first), stopping itself at Unix time `deadline`.
 pub(crate) fn for_pod(
     base: &Container,
     pod: &Pod,
     wanted: Option<&str>,
     deadline: i64,
-    caps: crate::context::Capabilities,
 ) -> Result<EphemeralContainer, Invalid> {
-    let mut added = container(base, &target_container(pod, wanted)?, deadline);
-    if !caps.ephemeral_security_context {
-        added.security_context = None;
-    }
-    Ok(added)
+    Ok(container(base, &target_container(pod, wanted)?, deadline))
 }
 
 /// Adds an ephemeral debugger to each selected running pod of the target.
@@ -219,13 +190,12 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     for pod in &pods {
         let pod_name = pod.name_any();
         let wanted = req.target().container.as_deref();
-        let added = match for_pod(&base, pod, wanted, req.expires_at.as_second(), req.caps) {
+        let added = match for_pod(&base, pod, wanted, req.expires_at.as_second()) {
             Ok(added) => added,
             Err(invalid) => return Ok(invalid.into()),
         };
-        // The marked pod, not the one read before: the legacy body carries its
-        // resourceVersion, and an older one would be refused with a conflict. A pod
-        // marked already (as read just now) is not marked again.
+        // A pod marked already (as read just now) is not marked again; the state below
+        // is read from the newest copy of the pod.
         let mark = mark_intent(&pod_name, &req.container, (req.name, req.requester));
         let live = json!({ "metadata": &pod.metadata });
         let marked;
@@ -276,12 +246,6 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             ended.join(", ")
         ));
     }
-    if !req.caps.ephemeral_security_context && base.security_context.is_some() {
-        notes.push(format!(
-            "this API server predates 1.{EPHEMERAL_SECURITY_CONTEXT_SINCE} and refuses a securityContext on ephemeral containers, so profile {:?} is not applied",
-            req.session.spec.debugger.profile
-        ));
-    }
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Outcome::Applied {
         target,
@@ -297,23 +261,15 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     })
 }
 
-/// Adds ephemeral container `added` to `pod`, in the shape the API server takes. Returns
-/// the refusal when the API server finds the body invalid: retrying would not help.
+/// Adds ephemeral container `added` to `pod`. Returns the refusal when the API server
+/// finds the body invalid: retrying would not help.
 async fn add(
     req: &Request<'_>,
     pod: &Pod,
     added: &EphemeralContainer,
 ) -> Result<Option<Invalid>, Error> {
     let pod_name = pod.name_any();
-    let result = write(
-        &req.ctx.client,
-        pod,
-        added,
-        req.caps.legacy_ephemeral_api,
-        false,
-    )
-    .await;
-    match result {
+    match write(&req.ctx.client, pod, added, false).await {
         Ok(_) => Ok(None),
         Err(kube::Error::Api(status)) if status.code == 422 => {
             Ok(Some(Invalid::EphemeralRejected {
@@ -325,41 +281,24 @@ async fn add(
     }
 }
 
-/// Sends ephemeral container `added` for `pod` to the API server in the shape it takes
-/// (`legacy`: before [`crate::context::EPHEMERAL_POD_BODY_SINCE`]); `dry_run` only asks
-/// whether it would be accepted. The answer is read as a plain object, whatever its kind.
+/// Sends ephemeral container `added` for `pod` to the API server; `dry_run` only asks
+/// whether it would be accepted. The answer is read as a plain object.
 pub(crate) async fn write(
     client: &kube::Client,
     pod: &Pod,
     added: &EphemeralContainer,
-    legacy: bool,
     dry_run: bool,
 ) -> Result<DynamicObject, kube::Error> {
     let ns = pod.namespace().unwrap_or_default();
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &ns, &ApiResource::erase::<Pod>(&()));
-    let name = pod.name_any();
-    if legacy {
-        let params = PostParams {
-            dry_run,
-            ..Default::default()
-        };
-        api.replace_subresource(
-            "ephemeralcontainers",
-            &name,
-            &params,
-            &legacy_body(pod, added),
-        )
+    let params = PatchParams {
+        dry_run,
+        ..Default::default()
+    };
+    let patch = Patch::Strategic(patch_body(added));
+    api.patch_subresource("ephemeralcontainers", &pod.name_any(), &params, &patch)
         .await
-    } else {
-        let params = PatchParams {
-            dry_run,
-            ..Default::default()
-        };
-        let patch = Patch::Strategic(patch_body(added));
-        api.patch_subresource("ephemeralcontainers", &name, &params, &patch)
-            .await
-    }
 }
 
 /// Moves the deadline of the running ephemeral debugger in `pod` to the session's expiry.
@@ -595,30 +534,17 @@ mod tests {
     }
 
     #[test]
-    fn legacy_body_lists_every_ephemeral_container() {
-        let p = pod(r#"
-metadata: {name: web-1, namespace: shop, resourceVersion: "42"}
-spec:
-  containers: [{name: nginx}]
-  ephemeralContainers: [{name: older, image: busybox}]
-"#);
+    fn the_patch_names_only_the_added_container() {
         let added = container(&base(), "nginx", 60);
-        let body = legacy_body(&p, &added);
-        assert_eq!(body["kind"], "EphemeralContainers");
-        assert_eq!(body["apiVersion"], "v1");
-        assert_eq!(body["metadata"]["name"], "web-1");
-        assert_eq!(body["metadata"]["resourceVersion"], "42");
-        let names: Vec<&str> = body["ephemeralContainers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["older", "shellcar-dbg-1"]);
-        let current = patch_body(&added);
+        let patch = patch_body(&added);
+        let listed = patch["spec"]["ephemeralContainers"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "the others stay: the list merges on name");
+        assert_eq!(listed[0]["name"], "shellcar-dbg-1");
+        assert_eq!(listed[0]["targetContainerName"], "nginx");
         assert_eq!(
-            current["spec"]["ephemeralContainers"][0]["targetContainerName"],
-            "nginx"
+            listed[0]["securityContext"],
+            json!({"capabilities": {"add": ["SYS_PTRACE"]}}),
+            "the profile applies to ephemeral debuggers too"
         );
     }
 

@@ -16,7 +16,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
-use crate::context::{Capabilities, Context, Error, Workloads};
+use crate::context::{Context, Error, Workloads};
 use crate::crd::{
     DebugPod, DebugSession, Exposure, PodSelection, ResolvedTarget, Target, TargetChange,
     TargetKind,
@@ -35,7 +35,6 @@ pub struct Request<'a> {
     /// The user name of who asked for the session, marked on what it changes.
     pub requester: &'a str,
     pub plan: &'a Plan,
-    pub caps: Capabilities,
     pub container: String,
     pub manager: String,
     /// When the session expires.
