@@ -81,7 +81,9 @@ pub struct DebugPolicySpec {
     /// Most live sessions (not yet Expired, Ended or Failed) one namespace may have under
     /// this policy; a session beyond it is refused when it is created. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    // int32, not schemars' uint32: the API server warns at every apply about a format it
+    // does not know.
+    #[schemars(range(min = 0), extend("format" = "int32"))]
     pub max_sessions_per_namespace: Option<u32>,
 
     /// Whether the debugger's env may take values from Secrets (`valueFrom.secretKeyRef`).
