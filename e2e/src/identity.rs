@@ -2,19 +2,20 @@
 //! only the Roles the test binds to it, with a client and a kubeconfig that carry its own
 //! token.
 //!
-//! The local cluster runs Kubernetes 1.20, where every ServiceAccount gets a token Secret
-//! (`kubernetes.io/service-account-token`) listed in its `secrets`. The API server
-//! authenticates that token as `system:serviceaccount:<namespace>:<name>`, in the groups
+//! Since Kubernetes 1.24 no ServiceAccount gets a token Secret: the harness asks the
+//! TokenRequest API (`serviceaccounts/token`) for a bound token, as kubelets and
+//! `kubectl create token` do. The API server authenticates that token as `system:serviceaccount:<namespace>:<name>`, in the groups
 //! `system:serviceaccounts`, `system:serviceaccounts:<namespace>` and
 //! `system:authenticated`, with the ServiceAccount's UID.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -27,8 +28,9 @@ use crate::session::Sessions;
 use crate::wait::{Polled, poll};
 use crate::{Cluster, Fixture, TIMEOUT};
 
-/// Type of the Secrets that hold a ServiceAccount's token (before Kubernetes 1.24).
-const TOKEN_SECRET_TYPE: &str = "kubernetes.io/service-account-token";
+/// How long a test user's token lasts: longer than any test, short enough not to matter
+/// if one leaks (the API server's floor is 10 minutes).
+const TOKEN_SECONDS: i64 = 2 * 60 * 60;
 
 /// The verbs a user needs on DebugSessions to try anything.
 pub const SESSION_VERBS: &[&str] = &[
@@ -106,7 +108,7 @@ impl User {
             .await
             .with_context(|| format!("creating ServiceAccount {namespace}/{name}"))?;
         let uid = account.uid().context("the ServiceAccount has no uid")?;
-        let token = wait_token(&admin, namespace, name).await?;
+        let token = request_token(&admin, namespace, name).await?;
         let username = service_account_username(namespace, name);
 
         let scratch = Scratch::create(&format!("{namespace}-{name}"))?;
@@ -268,40 +270,26 @@ impl User {
     }
 }
 
-/// Waits until ServiceAccount `name` lists a token Secret whose token is filled in, and
-/// returns the token.
-async fn wait_token(admin: &Client, namespace: &str, name: &str) -> Result<String> {
+/// A bound token of ServiceAccount `name`, from the TokenRequest API.
+async fn request_token(admin: &Client, namespace: &str, name: &str) -> Result<String> {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
-    poll(
-        &format!("the token of ServiceAccount {namespace}/{name}"),
-        TIMEOUT,
-        || async {
-            let account = accounts.get(name).await?;
-            let listed: Vec<String> = account
-                .secrets
-                .iter()
-                .flatten()
-                .filter_map(|r| r.name.clone())
-                .collect();
-            for secret_name in &listed {
-                let Some(secret) = secrets.get_opt(secret_name).await? else {
-                    continue;
-                };
-                if secret.type_.as_deref() != Some(TOKEN_SECRET_TYPE) {
-                    continue;
-                }
-                let token = secret.data.as_ref().and_then(|d| d.get("token"));
-                if let Some(token) = token.filter(|t| !t.0.is_empty()) {
-                    return Ok(Polled::Done(
-                        String::from_utf8(token.0.clone()).context("the token is not UTF-8")?,
-                    ));
-                }
-            }
-            Ok(Polled::NotYet(format!("secrets listed: {listed:?}")))
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..TokenRequestSpec::default()
         },
-    )
-    .await
+        ..TokenRequest::default()
+    };
+    let issued = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("requesting a token of ServiceAccount {namespace}/{name}"))?;
+    let token = issued
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .with_context(|| format!("the TokenRequest for {namespace}/{name} returned no token"))?;
+    Ok(token)
 }
 
 /// Writes a kubeconfig for `username` with `token` into `scratch`: the cluster entry of

@@ -59,8 +59,7 @@ impl TestNamespace {
         &self.name
     }
 
-    /// Pods are refused until the namespace's `default` ServiceAccount exists and (before
-    /// Kubernetes 1.24) has its token Secret.
+    /// Pods are refused until the namespace's `default` ServiceAccount exists.
     async fn wait_default_service_account(&self, cluster: &Cluster) -> Result<()> {
         let api: Api<ServiceAccount> = Api::namespaced(cluster.client.clone(), &self.name);
         poll(
@@ -68,10 +67,7 @@ impl TestNamespace {
             TIMEOUT,
             || async {
                 Ok(match api.get_opt("default").await? {
-                    Some(sa) if sa.secrets.as_ref().is_some_and(|s| !s.is_empty()) => {
-                        Polled::Done(())
-                    }
-                    Some(_) => Polled::NotYet("no token Secret yet".to_owned()),
+                    Some(_) => Polled::Done(()),
                     None => Polled::NotYet("absent".to_owned()),
                 })
             },

@@ -4,7 +4,7 @@
 //!
 //! Every command runs the `shellcar` binary that `e2e/deploy` builds, as a ServiceAccount
 //! of the test's namespace with a kubeconfig of its own, and with PATH starting at a
-//! scratch directory that holds `kubectl` (the cluster's own 1.20 kubectl, which `debug`
+//! scratch directory that holds `kubectl` (the cluster's own kubectl, which `debug`
 //! runs to attach) and `kubectl-shellcar` (a symlink to the binary, as a plugin install
 //! makes it).
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use kube::ResourceExt;
-use shellcar::context::EPHEMERAL_SECURITY_CONTEXT_SINCE;
 use shellcar::crd::{DebugPod, EphemeralTeardown, Mode, Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
@@ -21,9 +20,6 @@ use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers};
 
 /// Long enough for the debugger to start and be used before it expires.
 const SHORT_TTL: &str = "40s";
-/// What status says when the API server refuses the profile's securityContext on an
-/// ephemeral container (before 1.[`EPHEMERAL_SECURITY_CONTEXT_SINCE`]).
-const PROFILE_REFUSED: &str = "refuses a securityContext on ephemeral containers";
 
 /// Checks, as a user would with `kubectl exec POD -c DEBUGGER -- ps ax`, that the
 /// ephemeral debugger in `pod` runs in the nginx container's process namespace: it lists
@@ -50,16 +46,6 @@ async fn assert_sees_nginx(f: &Fixture, pod: &str, container: &str) -> Result<()
         "the debugger sees the pod sandbox, not the nginx container's namespace: {processes:#?}"
     );
     Ok(())
-}
-
-/// The API server's minor version (1.x), as `/version` reports it ("20", or "20+" on some
-/// distributions).
-async fn server_minor(f: &Fixture) -> Result<u32> {
-    let minor = f.cluster.client.apiserver_version().await?.minor;
-    minor
-        .trim_end_matches('+')
-        .parse()
-        .with_context(|| format!("API server minor version {minor:?}"))
 }
 
 /// Checks that live pod `pod` carries this session's ephemeral debugger, aimed at nginx,
@@ -139,24 +125,20 @@ async fn debug_until_expiry(topic: &str, mode: Mode) -> Result<()> {
             copy_of: None,
         }]
     );
-    // The default profile (General) sets a securityContext: status says so exactly when
-    // this API server refuses it on ephemeral containers.
-    let minor = server_minor(&f).await?;
-    let message = status.message.clone().unwrap_or_default();
-    if minor < EPHEMERAL_SECURITY_CONTEXT_SINCE {
-        assert!(
-            message.contains(PROFILE_REFUSED),
-            "status must say that this 1.{minor} API server refuses the profile: {message:?}"
-        );
-    } else {
-        assert!(
-            !message.contains(PROFILE_REFUSED),
-            "a 1.{minor} API server accepts the profile, yet status says: {message:?}"
-        );
-    }
-
     // The pod is the same pod (not recreated), with the ephemeral debugger aimed at nginx.
     let live = f.workloads.pods.get("web").await?;
+    // The default profile (General) sets a securityContext, which the API server (1.33+)
+    // stores on the ephemeral container as sent.
+    let debugger = live
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .and_then(|e| e.iter().find(|c| c.name == container))
+        .context("the ephemeral debugger is missing from the pod's spec")?;
+    assert!(
+        debugger.security_context.is_some(),
+        "the General profile's securityContext is missing from the ephemeral debugger: {debugger:?}"
+    );
     assert_eq!(
         live.uid().as_deref(),
         Some(uid.as_str()),

@@ -32,8 +32,8 @@ const BUSYBOX_IMAGE: &str = "shellcar.local/busybox:1.36";
 /// The ttl of every session here: long enough never to run out during a test.
 const TTL: &str = "30m";
 
-/// The Pod Security label the webhook's preflight reads. On this 1.20 cluster it is only
-/// a label: nothing but shellcar enforces it.
+/// The Pod Security label the webhook's preflight reads, and that the API server's Pod
+/// Security admission enforces.
 const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
 /// Session `name` on Deployment web with debugger `profile` (and `image`, else the

@@ -56,13 +56,15 @@ fn promtool_accepts_the_rules_and_their_unit_tests_pass() -> Result<()> {
     Ok(())
 }
 
-/// config/prometheus as kustomize renders it (a kubectl with kustomize v5, as e2e/deploy
-/// uses: SHELLCAR_RENDER_KUBECTL, or /usr/bin/kubectl).
+/// config/prometheus as kustomize renders it, with the cluster's kubectl (as e2e/deploy
+/// renders).
 fn rendered() -> Result<Vec<serde_yaml::Value>> {
-    let kubectl =
-        std::env::var("SHELLCAR_RENDER_KUBECTL").unwrap_or_else(|_| "/usr/bin/kubectl".into());
+    let kubectl = shellcar_e2e::kubectl::binary();
     let path = repo("config/prometheus");
-    let yaml = run(&kubectl, &["kustomize", &path.to_string_lossy()])?;
+    let yaml = run(
+        &kubectl.to_string_lossy(),
+        &["kustomize", &path.to_string_lossy()],
+    )?;
     yaml.split("\n---\n")
         .map(|d| serde_yaml::from_str(d).context("parsing kustomize's output"))
         .collect()

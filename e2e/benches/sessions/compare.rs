@@ -8,7 +8,7 @@
 //! - Copy: a session's create until the copy's debugger runs, against `kubectl debug POD
 //!   --copy-to=X --share-processes`.
 //! - Ephemeral: a session's create until the ephemeral debugger runs, against `kubectl
-//!   debug POD --target=CONTAINER` with the cluster's own kubectl (1.20).
+//!   debug POD --target=CONTAINER` with the cluster's own kubectl (1.37).
 //!
 //! One round before the pairs warms both sides up (image, caches, connections) and is not
 //! counted.
