@@ -4,9 +4,10 @@
 //!
 //! Since Kubernetes 1.24 no ServiceAccount gets a token Secret: the harness asks the
 //! TokenRequest API (`serviceaccounts/token`) for a bound token, as kubelets and
-//! `kubectl create token` do. The API server authenticates that token as `system:serviceaccount:<namespace>:<name>`, in the groups
-//! `system:serviceaccounts`, `system:serviceaccounts:<namespace>` and
-//! `system:authenticated`, with the ServiceAccount's UID.
+//! `kubectl create token` do. The API server authenticates that token as
+//! `system:serviceaccount:<namespace>:<name>`, in the groups `system:serviceaccounts`,
+//! `system:serviceaccounts:<namespace>` and `system:authenticated`, with the
+//! ServiceAccount's UID.
 
 use std::path::{Path, PathBuf};
 

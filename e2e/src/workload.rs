@@ -61,7 +61,7 @@ pub fn nginx_deployment(name: &str, replicas: i32) -> Result<Deployment> {
 }
 
 /// Parameters to create an object as a user would, with field manager `shellcar-e2e`.
-pub(crate) fn as_user() -> PostParams {
+pub fn as_user() -> PostParams {
     PostParams {
         field_manager: Some("shellcar-e2e".to_owned()),
         ..PostParams::default()

@@ -1,6 +1,6 @@
 //! `e2e/cluster up` keeps the cluster's data: after etcd and the API server are
-//! SIGKILLed, and again after every component is (containerd and the kubelet too), `up`
-//! restarts only what is missing, over the kept state. The CRD, the test's namespace and
+//! SIGKILLed, and again after every component is (both nodes' containerd and kubelet
+//! too), `up` restarts only what is missing, over the kept state. The CRD, the test's namespace and
 //! its session are the same objects afterwards (same UIDs), the operator runs again, and
 //! the session is still served: deleting it restores the template.
 //!
@@ -10,110 +10,31 @@
 //! namespace like every test.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
 use kube::{CustomResourceExt, ResourceExt};
 use shellcar::crd::DebugSession;
 use shellcar_e2e::cluster::OPERATOR_DEPLOYMENT;
+use shellcar_e2e::script::{NODE_2_COMPONENTS, cluster_script, running_pids, up_keeping_state};
 use shellcar_e2e::session::Sessions;
 use shellcar_e2e::workload::Workloads;
 use shellcar_e2e::{Cluster, Fixture, OPERATOR_NAMESPACE};
 
-/// What `up` prints when it throws the state away (e2e/cluster, `wipe_and_start`).
-const WIPE_MARKER: &str = "WIPING";
-
-/// The components `kill` takes, as `e2e/cluster` names them.
-const ALL: [&str; 6] = [
+/// The components `kill` takes, as `e2e/cluster` names them: both nodes' and the control
+/// plane's.
+const ALL: [&str; 8] = [
     "kubelet",
     "containerd",
+    NODE_2_COMPONENTS[0],
+    NODE_2_COMPONENTS[1],
     "kube-scheduler",
     "kube-controller-manager",
     "kube-apiserver",
     "etcd",
 ];
-
-/// What one run of the cluster script printed on stderr, and how long it took.
-struct Run {
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs `e2e/cluster ARGS...` and fails if it fails, showing what it printed.
-///
-/// Its output goes to files, not pipes: the daemons `up` starts must not be able to keep
-/// a pipe of ours open (they log to files of their own anyway), or reading it would wait
-/// for them to exit.
-async fn cluster_script(args: &[&str]) -> Result<Run> {
-    let args: Vec<String> = args.iter().map(|&a| a.to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cluster");
-        let dir = std::env::temp_dir();
-        let tag = format!("shellcar-cluster-state-{}", std::process::id());
-        let (out_path, err_path) = (
-            dir.join(format!("{tag}.out")),
-            dir.join(format!("{tag}.err")),
-        );
-        let start = Instant::now();
-        let status = Command::new(&script)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out_path)?)
-            .stderr(File::create(&err_path)?)
-            .status()
-            .with_context(|| format!("running {}", script.display()))?;
-        let took = start.elapsed();
-        let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-        let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-        let _ = std::fs::remove_file(&out_path);
-        let _ = std::fs::remove_file(&err_path);
-        let command = format!("e2e/cluster {}", args.join(" "));
-        eprintln!("--- {command} ({took:.1?}, {status}):\n{stderr}{stdout}---");
-        if !status.success() {
-            bail!("{command} failed ({status}):\n{stderr}");
-        }
-        Ok(Run { stderr, took })
-    })
-    .await?
-}
-
-/// `e2e/cluster up`, which must keep the state: it fails the test if `up` says it wiped.
-async fn up_keeping_state() -> Result<Duration> {
-    let run = cluster_script(&["up"]).await?;
-    ensure!(
-        !run.stderr.contains(WIPE_MARKER),
-        "`e2e/cluster up` wiped the cluster instead of restarting over its state:\n{}",
-        run.stderr
-    );
-    Ok(run.took)
-}
-
-/// The PID of each running component, from `e2e/cluster status` (`NAME running (pid N)`).
-async fn running_pids() -> Result<BTreeMap<String, String>> {
-    // `status` exits 1 while something is down; only its lines matter here.
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("cluster");
-    let out =
-        tokio::task::spawn_blocking(move || Command::new(script).arg("status").output()).await??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    Ok(stdout
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let name = words.next()?;
-            (words.next()? == "running").then_some(())?;
-            let pid = words.next()?.strip_prefix('(')?;
-            (pid == "pid").then_some(())?;
-            let pid = words.next()?.trim_end_matches(')');
-            Some((name.to_owned(), pid.to_owned()))
-        })
-        .collect())
-}
 
 /// UIDs of what must survive: the CRD, the test's namespace, the session.
 #[derive(Debug, PartialEq)]
@@ -195,6 +116,8 @@ async fn up_restarts_killed_components_over_the_kept_state() -> Result<()> {
         "kube-scheduler",
         "containerd",
         "kubelet",
+        NODE_2_COMPONENTS[0],
+        NODE_2_COMPONENTS[1],
     ] {
         assert_eq!(
             after.get(c),
@@ -214,7 +137,7 @@ async fn up_restarts_killed_components_over_the_kept_state() -> Result<()> {
     assert_eq!(kept(&cluster, &ns, "kept").await?, original);
     Sessions::new(&cluster, &ns).wait_active("kept").await?;
 
-    // 2. Everything dies, the node's containerd and kubelet too.
+    // 2. Everything dies, both nodes' containerd and kubelet too.
     cluster_script(&[&["kill"][..], &ALL[..]].concat()).await?;
     let took = up_keeping_state().await?;
     eprintln!("`e2e/cluster up` over every component SIGKILLed: {took:.1?}");

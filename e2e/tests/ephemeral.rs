@@ -1,25 +1,34 @@
 //! Ephemeral mode: a bare nginx Pod gets an ephemeral debugger aimed at its nginx
 //! container, which sees nginx's processes; teardown stops the debugger and leaves
 //! exactly what status says it leaves (Leave, Label), or recycles the pod (Recycle),
-//! which a pod without a controller refuses.
+//! which a pod without a controller refuses. Every profile's securityContext goes
+//! through `pods/ephemeralcontainers`, on a bare Pod and on a Deployment's pod.
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
+use futures::future::try_join_all;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use shellcar::crd::{DebugPod, EphemeralTeardown, Mode, Phase, TargetKind};
+use serde_json::json;
+use shellcar::crd::{DebugPod, EphemeralTeardown, Mode, Phase, Profile, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
 use shellcar_e2e::exec::{self, NGINX_MASTER, NGINX_WORKER, ps};
 use shellcar_e2e::pod::{
-    assert_pod_untouched, assert_undebugged, ephemeral_running, ephemeral_states, pod_identity,
-    shellcar_marks,
+    assert_pod_untouched, assert_undebugged, ephemeral_running, ephemeral_states, nginx_pod,
+    pod_identity, shellcar_marks,
 };
+use shellcar_e2e::psa::{NON_ROOT_USER, PROFILES, security_context};
 use shellcar_e2e::session::{condition, phase, session};
-use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers};
+use shellcar_e2e::workload::{NGINX_CONTAINER, nginx_deployment, pod_containers};
 
 /// Long enough for the debugger to start and be used before it expires.
 const SHORT_TTL: &str = "40s";
+/// The ttl of [`every_profile_runs_and_stops_at_expiry`]'s ten sessions, which start
+/// together: long enough for all of them to start and be used before they expire.
+const PROFILE_TTL: &str = "90s";
 
 /// Checks, as a user would with `kubectl exec POD -c DEBUGGER -- ps ax`, that the
 /// ephemeral debugger in `pod` runs in the nginx container's process namespace: it lists
@@ -194,16 +203,16 @@ async fn ephemeral_debugger_sees_nginx_and_stops_at_expiry() -> Result<()> {
 
 #[tokio::test]
 async fn auto_mode_debugs_a_pod_with_an_ephemeral_container() -> Result<()> {
-    // Auto picks Ephemeral only where the cluster serves it: make a missing feature gate
-    // a clear failure rather than a confusing Copy.
+    // Auto picks Ephemeral only where the cluster serves it (every 1.25+ API server):
+    // make its absence a clear failure rather than a confusing Copy.
     let cluster = shellcar_e2e::Cluster::connect().await?;
     let core = cluster.client.list_core_api_resources("v1").await?;
     ensure!(
         core.resources
             .iter()
             .any(|r| r.name == "pods/ephemeralcontainers"),
-        "the cluster does not serve pods/ephemeralcontainers: start it with \
-         SHELLCAR_FEATURE_GATES=EphemeralContainers=true (the default of e2e/cluster)"
+        "the cluster does not serve pods/ephemeralcontainers, which every Kubernetes \
+         since 1.25 does: is the API server older than shellcar supports?"
     );
     debug_until_expiry("auto-ephemeral", Mode::Auto).await
 }
@@ -406,5 +415,96 @@ async fn raising_the_ttl_extends_an_ephemeral_debugger() -> Result<()> {
     assert_sees_nginx(&f, "web", &container).await?;
 
     f.sessions.delete_and_wait_gone("ext").await?;
+    Ok(())
+}
+
+/// Fits pod spec `spec` (JSON) of a target of [`every_profile_runs_and_stops_at_expiry`]
+/// to `profile`: a Restricted debugger sets `runAsNonRoot` and busybox runs as root, so
+/// for it the pod runs as a user that is not root (the debugger inherits it), nginx alone
+/// as root.
+fn fit_to(profile: Profile, spec: &mut serde_json::Value) {
+    if profile == Profile::Restricted {
+        spec["securityContext"] = json!({"runAsUser": NON_ROOT_USER});
+        spec["containers"][0]["securityContext"] = json!({"runAsUser": 0});
+    }
+}
+
+/// One case of [`every_profile_runs_and_stops_at_expiry`]: a session with `profile` on
+/// `kind` `target`, whose debugger must run with the profile's securityContext, see
+/// nginx, and be stopped when the ttl runs out.
+async fn profile_case(f: &Fixture, profile: Profile, kind: TargetKind, target: &str) -> Result<()> {
+    let name = format!("s-{target}");
+    let mut request = session(&name, kind, target, PROFILE_TTL)?;
+    request.spec.mode = Mode::Ephemeral;
+    request.spec.debugger.profile = profile;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name(&name);
+
+    let s = f.sessions.wait_active(&name).await?;
+    let status = s.status.clone().context("no status")?;
+    assert_eq!(status.mode, Some(Mode::Ephemeral), "{name}: {status:#?}");
+    let [listed] = status.pods.as_slice() else {
+        anyhow::bail!("{name}: one pod expected in status: {status:#?}");
+    };
+    let source = f.workloads.pods.get(&listed.name).await?;
+    let debugger = source
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .with_context(|| format!("{name}: no debugger in pod {}", listed.name))?;
+    assert_eq!(
+        serde_json::to_value(&debugger.security_context)?,
+        security_context(profile),
+        "{name}: the debugger must carry the {profile:?} profile's securityContext"
+    );
+    assert!(
+        ephemeral_running(&source, &container),
+        "{name}: {:?}",
+        ephemeral_states(&source)
+    );
+    assert_sees_nginx(f, &listed.name, &container).await?;
+
+    // Expiry stops it; the pod keeps only the stopped debugger, nginx untouched.
+    f.sessions.wait_expired(&name).await?;
+    f.workloads
+        .wait_debugger_stopped(&source, &container)
+        .await?;
+    Ok(())
+}
+
+/// Every profile, NetAdmin and SysAdmin included (a policy allows them), through
+/// `pods/ephemeralcontainers` on a bare Pod and on a Deployment's pod: the debugger runs
+/// with the profile's securityContext and sees nginx, and a short ttl stops it.
+#[tokio::test]
+async fn every_profile_runs_and_stops_at_expiry() -> Result<()> {
+    let f = Fixture::new("eph-profiles").await?;
+    let profiles: Vec<String> = PROFILES.iter().map(|p| format!("{p:?}")).collect();
+    let policy = f
+        .policy("all-profiles", json!({"profiles": profiles}))
+        .await?;
+    policy.wait_ready("True").await?;
+
+    let mut cases = Vec::new();
+    for profile in PROFILES {
+        let slug = format!("{profile:?}").to_lowercase();
+        let (pod_name, deploy_name) = (format!("p-{slug}"), format!("d-{slug}"));
+        let mut pod = serde_json::to_value(nginx_pod(&pod_name, false)?)?;
+        fit_to(profile, &mut pod["spec"]);
+        let pod: Pod = serde_json::from_value(pod)?;
+        let mut deployment = serde_json::to_value(nginx_deployment(&deploy_name, 1)?)?;
+        fit_to(profile, &mut deployment["spec"]["template"]["spec"]);
+        let deployment: Deployment = serde_json::from_value(deployment)?;
+        f.workloads.create_pod(&pod).await?;
+        f.workloads.create_deployment(&deployment).await?;
+        cases.push((profile, TargetKind::Pod, pod_name));
+        cases.push((profile, TargetKind::Deployment, deploy_name));
+    }
+    try_join_all(
+        cases
+            .iter()
+            .map(|(profile, kind, target)| profile_case(&f, *profile, *kind, target)),
+    )
+    .await?;
     Ok(())
 }

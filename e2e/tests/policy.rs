@@ -34,7 +34,7 @@ const TTL: &str = "30m";
 
 /// The Pod Security label the webhook's preflight reads, and that the API server's Pod
 /// Security admission enforces.
-const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+const POD_SECURITY_ENFORCE: &str = shellcar_e2e::psa::ENFORCE_LABEL;
 
 /// Session `name` on Deployment web with debugger `profile` (and `image`, else the
 /// operator's default), as JSON as a user writes it.

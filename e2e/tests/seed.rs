@@ -1,29 +1,59 @@
 //! What shellcar is for: a shell next to real nginx sees its processes, signals them
-//! and reads its filesystem through /proc.
+//! and reads its filesystem through /proc, in each mode that puts a debugger beside a
+//! workload's processes: Sidecar (the Deployment's pods share one process namespace),
+//! Copy (a copy of its pod does) and Ephemeral (the debugger joins the nginx container's
+//! process namespace).
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result, ensure};
-use shellcar::crd::{Phase, TargetKind};
+use shellcar::crd::{Mode, Phase, TargetKind};
 use shellcar::naming;
-use shellcar_e2e::exec::{self, NGINX_MASTER, NGINX_WORKER, assert_sees_shared_nginx, exec, ps};
+use shellcar_e2e::exec::{
+    self, NGINX_MASTER, NGINX_WORKER, Process, assert_sees_shared_nginx, exec, ps,
+};
 use shellcar_e2e::session::{condition_is, ready_pods, session};
 use shellcar_e2e::wait::{Polled, poll};
 use shellcar_e2e::workload::{NGINX_CONTAINER, pod_containers, pod_shares_processes};
 use shellcar_e2e::{Fixture, TIMEOUT};
 
-#[tokio::test]
-async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
-    let (f, _) = Fixture::with_deployment("seed", "web", 1).await?;
+/// Where the debugger sees nginx: in the pod's shared process namespace (Sidecar, Copy:
+/// /pause is PID 1), or in the nginx container's own (Ephemeral: nginx's master is PID 1).
+/// Returns nginx's master.
+fn nginx_master(processes: &[Process], mode: Mode) -> u32 {
+    if mode != Mode::Ephemeral {
+        return assert_sees_shared_nginx(processes).pid;
+    }
+    let masters = exec::find(processes, NGINX_MASTER);
+    assert_eq!(
+        masters.len(),
+        1,
+        "one nginx master expected: {processes:#?}"
+    );
+    assert_eq!(
+        masters[0].pid, 1,
+        "in the nginx container's process namespace its master is PID 1: {processes:#?}"
+    );
+    masters[0].pid
+}
+
+/// The seed demo on Deployment web (real nginx) with a session in `mode`: status is
+/// Ready with the exact attach command; `ps ax` in the debugger lists nginx; `kill -HUP`
+/// of nginx's master replaces its workers while the master lives on; nginx's files are
+/// readable through `/proc/<master>/root`, and only there.
+async fn seed_demo(topic: &str, mode: Mode) -> Result<()> {
+    let (f, _) = Fixture::with_deployment(topic, "web", 1).await?;
     let mut request = session("web-debug", TargetKind::Deployment, "web", "30m")?;
     request.spec.target.container = Some(NGINX_CONTAINER.to_owned());
+    request.spec.mode = mode;
     f.sessions.create(&request).await?;
 
-    // Status: Ready, with the pod and the exact command to attach.
+    // Status: Ready, in the mode asked for, with the pod and the exact command to attach.
     let s = f.sessions.wait_active("web-debug").await?;
     let container = naming::container_name("web-debug");
     let status = s.status.clone().context("no status")?;
     assert_eq!(status.phase, Some(Phase::Active));
+    assert_eq!(status.mode, Some(mode), "{status:#?}");
     assert!(condition_is(&s, "Ready", "True"), "{status:#?}");
     assert_eq!(status.container.as_deref(), Some(container.as_str()));
     let pod = ready_pods(&s).into_iter().next().context("no ready pod")?;
@@ -33,24 +63,34 @@ async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
         naming::attach_command(f.ns(), &pod.name, &container)
     );
 
-    // The pod named in status is web's pod, with nginx and the debugger sharing processes.
+    // The pod named in status runs nginx, and the debugger beside it: as a container
+    // sharing the pod's processes, or as an ephemeral container.
     let live = f.workloads.pods.get(&pod.name).await?;
     let containers = pod_containers(&live);
     assert!(
-        containers.contains(&NGINX_CONTAINER.to_owned()) && containers.contains(&container),
+        containers.contains(&NGINX_CONTAINER.to_owned()),
         "pod {} has containers {containers:?}",
         pod.name
     );
-    assert!(
-        pod_shares_processes(&live),
-        "pod {} does not share processes",
-        pod.name
-    );
+    if mode == Mode::Ephemeral {
+        assert!(
+            !containers.contains(&container),
+            "pod {} has the debugger as a regular container",
+            pod.name
+        );
+    } else {
+        assert!(
+            containers.contains(&container) && pod_shares_processes(&live),
+            "pod {} must carry the debugger {container} and share processes: {containers:?}",
+            pod.name
+        );
+    }
 
     let pods = &f.workloads.pods;
-    // `ps ax` lists /pause (PID 1), the nginx master and a worker.
+    // `ps ax` lists the nginx master and a worker (and /pause as PID 1 where the pod
+    // shares one process namespace).
     let before = ps(pods, &pod.name, &container).await?;
-    let master = assert_sees_shared_nginx(&before).pid;
+    let master = nginx_master(&before, mode);
     let old_workers: BTreeSet<u32> = exec::find(&before, NGINX_WORKER)
         .iter()
         .map(|p| p.pid)
@@ -111,4 +151,19 @@ async fn debugger_sees_signals_and_reads_nginx() -> Result<()> {
         "the debugger image unexpectedly has nginx"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn sidecar_debugger_sees_signals_and_reads_nginx() -> Result<()> {
+    seed_demo("seed-sidecar", Mode::Sidecar).await
+}
+
+#[tokio::test]
+async fn copy_debugger_sees_signals_and_reads_nginx() -> Result<()> {
+    seed_demo("seed-copy", Mode::Copy).await
+}
+
+#[tokio::test]
+async fn ephemeral_debugger_sees_signals_and_reads_nginx() -> Result<()> {
+    seed_demo("seed-ephemeral", Mode::Ephemeral).await
 }

@@ -6,9 +6,15 @@
 //!   against a server-side apply of the same change (same container, labels and
 //!   annotations) sent directly: the operator's cost over one round trip.
 //! - Copy: a session's create until the copy's debugger runs, against `kubectl debug POD
-//!   --copy-to=X --share-processes`.
+//!   --copy-to=X --share-processes --profile=general`.
 //! - Ephemeral: a session's create until the ephemeral debugger runs, against `kubectl
-//!   debug POD --target=CONTAINER` with the cluster's own kubectl (1.37).
+//!   debug POD --target=CONTAINER --profile=general` with the cluster's own kubectl
+//!   (1.37).
+//!
+//! Both sides add the same debugger: the sessions' default profile is General, which is
+//! what `kubectl debug --profile=general` sets (SYS_PTRACE added); the profile is named on
+//! kubectl's side rather than left to kubectl's default, which has changed between
+//! releases (`legacy` before `general`).
 //!
 //! One round before the pairs warms both sides up (image, caches, connections) and is not
 //! counted.
@@ -35,6 +41,9 @@ use tokio::time::Instant;
 const DEBUGGER_IMAGE: &str = "shellcar.local/busybox:1.36";
 /// Field manager of the direct apply, the baseline of the Sidecar comparison.
 const DIRECT_MANAGER: &str = "bench-direct";
+/// The `kubectl debug` profile that adds what the sessions' default profile (General)
+/// adds.
+const KUBECTL_PROFILE: &str = "--profile=general";
 /// Name of the debugger container that `kubectl debug` adds.
 const KUBECTL_DEBUGGER: &str = "debugger";
 /// The Deployment of the Sidecar comparison.
@@ -255,6 +264,7 @@ pub async fn copy(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<()> {
                     "--copy-to",
                     &copy,
                     "--share-processes",
+                    KUBECTL_PROFILE,
                     "--image",
                     DEBUGGER_IMAGE,
                     "--container",
@@ -343,6 +353,7 @@ pub async fn ephemeral(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<
                     &pod,
                     "--target",
                     NGINX_CONTAINER,
+                    KUBECTL_PROFILE,
                     "--image",
                     DEBUGGER_IMAGE,
                     "--container",
