@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, ListParams, LogParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
@@ -154,4 +154,22 @@ pub fn pod_summary(pod: &Pod) -> String {
         pod.name_any(),
         is_ready(pod)
     )
+}
+
+/// The names of the nodes whose Ready condition is True.
+pub async fn ready_nodes(client: &Client) -> anyhow::Result<BTreeSet<String>> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(nodes
+        .items
+        .iter()
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .map(ResourceExt::name_any)
+        .collect())
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -33,8 +33,24 @@ pub fn is_shellcar_key(key: &str) -> bool {
         || key.starts_with(naming::SESSION_ANNOTATION_PREFIX)
 }
 
-/// A Deployment `name` of real nginx, pods labelled `app=<name>`. Grace period is short
-/// so that rollouts do not wait for slow terminations.
+/// The pod template of real nginx that the test workloads share, pods labelled
+/// `app=<name>`. Grace period is short so that rollouts do not wait for slow terminations.
+fn nginx_template(name: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"labels": {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{
+                "name": NGINX_CONTAINER,
+                "image": NGINX_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "ports": [{"containerPort": 80}],
+            }],
+        },
+    })
+}
+
+/// A Deployment `name` of real nginx (see [`nginx_template`]).
 pub fn nginx_deployment(name: &str, replicas: i32) -> Result<Deployment> {
     let value = json!({
         "apiVersion": "apps/v1",
@@ -43,18 +59,21 @@ pub fn nginx_deployment(name: &str, replicas: i32) -> Result<Deployment> {
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": NGINX_CONTAINER,
-                        "image": NGINX_IMAGE,
-                        "imagePullPolicy": "IfNotPresent",
-                        "ports": [{"containerPort": 80}],
-                    }],
-                },
-            },
+            "template": nginx_template(name),
+        },
+    });
+    Ok(serde_json::from_value(value)?)
+}
+
+/// A DaemonSet `name` of real nginx, one pod per node (see [`nginx_template`]).
+pub fn nginx_daemonset(name: &str) -> Result<DaemonSet> {
+    let value = json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": nginx_template(name),
         },
     });
     Ok(serde_json::from_value(value)?)

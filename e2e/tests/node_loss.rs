@@ -22,13 +22,13 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use shellcar::crd::TargetKind;
 use shellcar::naming;
-use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, is_ready, pod_summary};
+use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, is_ready, pod_summary, ready_nodes};
 use shellcar_e2e::leader::pod_of;
 use shellcar_e2e::script::{NODE_2, NODE_2_COMPONENTS, cluster_script, up_keeping_state};
 use shellcar_e2e::session::session;
@@ -40,24 +40,6 @@ use shellcar_e2e::{Cluster, Fixture, OPERATOR_NAMESPACE, TIMEOUT};
 const MAX_HANDOVERS: usize = 2;
 /// The annotation that ranks a ReplicaSet's pods for deletion when it scales down.
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
-
-/// The nodes whose Ready condition is True.
-async fn ready_nodes(client: &Client) -> Result<BTreeSet<String>> {
-    let nodes = Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    Ok(nodes
-        .items
-        .iter()
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .map(ResourceExt::name_any)
-        .collect())
-}
 
 /// The Lease holder and the node its pod runs on.
 async fn leader_and_node(cluster: &Cluster) -> Result<(String, String)> {

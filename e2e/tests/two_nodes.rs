@@ -6,66 +6,23 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
-use serde_json::json;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use shellcar::crd::{Mode, TargetKind};
 use shellcar::naming;
-use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, is_ready, pod_summary};
+use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, is_ready, pod_summary, ready_nodes};
 use shellcar_e2e::exec::{assert_sees_shared_nginx, ps};
 use shellcar_e2e::session::{condition, ready_pods, session};
 use shellcar_e2e::wait::{Polled, poll};
-use shellcar_e2e::workload::{NGINX_CONTAINER, NGINX_IMAGE, Workloads, as_user};
+use shellcar_e2e::workload::{Workloads, as_user, nginx_daemonset};
 use shellcar_e2e::{Cluster, Fixture, OPERATOR_NAMESPACE, TIMEOUT};
 
 /// How many nodes the local cluster has (e2e/cluster).
 const NODES: usize = 2;
 
-/// The names of the nodes whose Ready condition is True.
-async fn ready_nodes(client: &Client) -> Result<BTreeSet<String>> {
-    let nodes = Api::<Node>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    Ok(nodes
-        .items
-        .iter()
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .map(ResourceExt::name_any)
-        .collect())
-}
-
 /// The node a pod runs on.
 fn node_of(pod: &Pod) -> Option<String> {
     pod.spec.as_ref()?.node_name.clone()
-}
-
-/// A DaemonSet `name` of real nginx, pods labelled `app=<name>`.
-fn nginx_daemonset(name: &str) -> Result<DaemonSet> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": NGINX_CONTAINER,
-                        "image": NGINX_IMAGE,
-                        "imagePullPolicy": "IfNotPresent",
-                    }],
-                },
-            },
-        },
-    }))?)
 }
 
 /// Waits until DaemonSet `name` has a Ready, up-to-date pod on each of `nodes` nodes.
