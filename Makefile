@@ -21,7 +21,7 @@ unit: ## Unit tests and the crds/ drift check (no cluster; builds kubectl if nee
 e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if needed)
 	# Build outside the cluster's network namespace, which has no route to the registry.
 	cargo test --locked -p shellcar-e2e --no-run
-	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e -- --test-threads=$(E2E_THREADS)
+	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e --no-fail-fast -- --test-threads=$(E2E_THREADS)
 
 # SHELLCAR_BENCH_PAIRS, _SESSIONS, _UNRELATED, _CLIENTS, _LIFECYCLES, _IDLE_SECONDS and _ONLY
 # change the scale (see e2e/src/bench/mod.rs).

@@ -71,6 +71,25 @@ impl Sessions {
             .with_context(|| format!("creating DebugSession {}", session.name_any()))
     }
 
+    /// Creates `session`, again while the API server cannot reach a webhook replica: a
+    /// replica just killed stays a Service endpoint for a few seconds, and the webhook
+    /// fails closed (as a user would, this tries again, up to 30 times a second apart;
+    /// anything else is an error at once).
+    pub async fn create_through_failover(&self, session: &DebugSession) -> Result<DebugSession> {
+        let mut tries = 0;
+        loop {
+            match self.create(session).await {
+                Ok(created) => return Ok(created),
+                Err(e) if tries < 30 && format!("{e:#}").contains("failed calling webhook") => {
+                    tries += 1;
+                    eprintln!("  create refused while a webhook replica is gone; again ({tries})");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Creates a session from raw JSON, as `kubectl apply` would send it; the error is the
     /// API server's, so tests can check that the schema refused it.
     pub async fn create_raw(&self, object: Value) -> Result<DynamicObject, kube::Error> {

@@ -14,7 +14,7 @@ use futures::future::try_join_all;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::Value;
-use shellcar::crd::{DebugSession, TargetKind};
+use shellcar::crd::TargetKind;
 use shellcar::naming;
 use shellcar_e2e::cluster::{OPERATOR_NAMESPACE, is_ready};
 use shellcar_e2e::leader::pod_of;
@@ -129,7 +129,8 @@ async fn lifecycles_with_the_leader_killed_at_random_leave_nothing_behind() -> R
             .map(|i| (format!("c{}", done + i), format!("chaos-{i}")))
             .collect();
         for (name, target) in &batch {
-            create_through_failover(&f, &session(name, TargetKind::Deployment, target, "30m")?)
+            f.sessions
+                .create_through_failover(&session(name, TargetKind::Deployment, target, "30m")?)
                 .await?;
         }
         if dice.coin() {
@@ -214,22 +215,4 @@ async fn lifecycles_with_the_leader_killed_at_random_leave_nothing_behind() -> R
         bail!("{} leftovers", leftovers.len());
     }
     Ok(())
-}
-
-/// Creates `s`, again while the API server cannot reach a webhook replica: a replica just
-/// killed stays a Service endpoint for a few seconds, and the webhook fails closed (as a
-/// user would, the test tries again; anything else is an error at once).
-async fn create_through_failover(f: &Fixture, s: &DebugSession) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        match f.sessions.create(s).await {
-            Ok(_) => return Ok(()),
-            Err(e) if tries < 30 && format!("{e:#}").contains("failed calling webhook") => {
-                tries += 1;
-                eprintln!("  create refused while a webhook replica is gone; again ({tries})");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -30,7 +30,7 @@ use shellcar::crd::TargetKind;
 use shellcar::naming;
 use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, is_ready, pod_summary, ready_nodes};
 use shellcar_e2e::leader::pod_of;
-use shellcar_e2e::script::{NODE_2, NODE_2_COMPONENTS, cluster_script, up_keeping_state};
+use shellcar_e2e::script::{NODE_2, cluster_script, up_keeping_state};
 use shellcar_e2e::session::session;
 use shellcar_e2e::wait::{Polled, poll};
 use shellcar_e2e::workload::{Workloads, nginx_deployment};
@@ -165,7 +165,10 @@ async fn lose_the_leaders_node(f: &Fixture, nodes: &BTreeSet<String>, node_1: &s
         .create(&session("before", TargetKind::Deployment, "web", "30m")?)
         .await?;
     let lost_at = Instant::now();
-    cluster_script(&[&["kill"][..], &NODE_2_COMPONENTS[..]].concat()).await?;
+    // As a lost machine: its kubelet, containerd and containers all gone. (Killing only the
+    // two daemons leaves the old replica serving the webhook with the token its
+    // force-deleted pod no longer validates.)
+    cluster_script(&["kill-node", "2"]).await?;
     let deleted = force_delete_pods_on(&f.cluster.client, NODE_2).await?;
     eprintln!("force-deleted the pods on {NODE_2}: {deleted:?}");
 
@@ -177,7 +180,7 @@ async fn lose_the_leaders_node(f: &Fixture, nodes: &BTreeSet<String>, node_1: &s
     );
     f.sessions.wait_active("before").await?;
     f.sessions
-        .create(&session("after", TargetKind::Deployment, "web", "30m")?)
+        .create_through_failover(&session("after", TargetKind::Deployment, "web", "30m")?)
         .await?;
     f.sessions.wait_active("after").await?;
     // Each injected once, not twice by the old and the new leader.

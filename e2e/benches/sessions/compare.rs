@@ -8,11 +8,12 @@
 //! - Copy: a session's create until the copy's debugger runs, against `kubectl debug POD
 //!   --copy-to=X --share-processes --profile=general`.
 //! - Ephemeral: a session's create until the ephemeral debugger runs, against `kubectl
-//!   debug POD --target=CONTAINER --profile=general` with the cluster's own kubectl
-//!   (1.37).
+//!   debug POD --target=CONTAINER --profile=P` with the cluster's own kubectl (1.37), for
+//!   a debugging profile P: General here, each of the five in `profiles.rs`.
 //!
-//! Both sides add the same debugger: the sessions' default profile is General, which is
-//! what `kubectl debug --profile=general` sets (SYS_PTRACE added); the profile is named on
+//! Both sides add the same debugger: the session's profile is the one named to kubectl
+//! (General, the sessions' default, for Copy), and kubectl's profiles set what shellcar's
+//! do (`--profile=general` adds SYS_PTRACE, as General does); the profile is named on
 //! kubectl's side rather than left to kubectl's default, which has changed between
 //! releases (`legacy` before `general`).
 //!
@@ -22,15 +23,17 @@
 use anyhow::{Context as _, Result, ensure};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt as _;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use shellcar::crd::{Mode, TargetKind};
+use shellcar::crd::{DebugSession, Mode, Profile, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::bench::Scale;
 use shellcar_e2e::bench::observe::{Observer, by_name};
 use shellcar_e2e::bench::report::{Samples, Table, Verdict};
 use shellcar_e2e::kubectl::kubectl;
 use shellcar_e2e::pod::{container_status, ephemeral_running, nginx_pod};
+use shellcar_e2e::psa::NON_ROOT_USER;
 use shellcar_e2e::session::session;
 use shellcar_e2e::workload::{NGINX_CONTAINER, nginx_deployment};
 use shellcar_e2e::{Fixture, TIMEOUT};
@@ -41,13 +44,27 @@ use tokio::time::Instant;
 const DEBUGGER_IMAGE: &str = "shellcar.local/busybox:1.36";
 /// Field manager of the direct apply, the baseline of the Sidecar comparison.
 const DIRECT_MANAGER: &str = "bench-direct";
-/// The `kubectl debug` profile that adds what the sessions' default profile (General)
-/// adds.
-const KUBECTL_PROFILE: &str = "--profile=general";
 /// Name of the debugger container that `kubectl debug` adds.
 const KUBECTL_DEBUGGER: &str = "debugger";
 /// The Deployment of the Sidecar comparison.
 const WEB: &str = "web";
+
+/// kubectl's name of `profile` (`kubectl debug --profile`), which sets what shellcar's
+/// profile of that name sets.
+fn kubectl_profile(profile: Profile) -> &'static str {
+    match profile {
+        Profile::General => "general",
+        Profile::Baseline => "baseline",
+        Profile::Restricted => "restricted",
+        Profile::NetAdmin => "netadmin",
+        Profile::SysAdmin => "sysadmin",
+    }
+}
+
+/// `kubectl debug`'s flag for `profile`.
+fn profile_flag(profile: Profile) -> String {
+    format!("--profile={}", kubectl_profile(profile))
+}
 
 /// The two sides of one comparison, in the order a round runs them.
 fn sides(round: usize) -> [bool; 2] {
@@ -264,7 +281,7 @@ pub async fn copy(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<()> {
                     "--copy-to",
                     &copy,
                     "--share-processes",
-                    KUBECTL_PROFILE,
+                    &profile_flag(Profile::General),
                     "--image",
                     DEBUGGER_IMAGE,
                     "--container",
@@ -302,37 +319,66 @@ pub async fn copy(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<()> {
     Ok(())
 }
 
-/// Ephemeral: session → the ephemeral debugger runs, vs `kubectl debug --target`. Each
-/// side gets a pod of its own that has never had an ephemeral container (they cannot be
-/// removed).
-pub async fn ephemeral(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<()> {
-    table.section("Ephemeral: create → the ephemeral debugger runs");
+/// The target pod `name` of an Ephemeral comparison with `profile`: nginx, as
+/// [`nginx_pod`] makes it. A Restricted debugger sets `runAsNonRoot` and busybox's image
+/// runs as root, so for Restricted the pod runs as user and group 65534 (which ephemeral
+/// containers inherit: both sides' debuggers can start), nginx alone as root, as in the
+/// other rows.
+fn target_pod(name: &str, profile: Profile) -> Result<Pod> {
+    let mut pod = serde_json::to_value(nginx_pod(name, false)?)?;
+    if profile == Profile::Restricted {
+        let spec = &mut pod["spec"];
+        spec["securityContext"] = json!({"runAsUser": NON_ROOT_USER, "runAsGroup": NON_ROOT_USER});
+        spec["containers"][0]["securityContext"] = json!({"runAsUser": 0, "runAsGroup": 0});
+    }
+    Ok(serde_json::from_value(pod)?)
+}
+
+/// Ephemeral with `profile`: session → the ephemeral debugger runs, vs `kubectl debug
+/// --target --profile`, both with `profile`'s debugger. Each side gets a pod of its own,
+/// the same for both ([`target_pod`]), that has never had an ephemeral container (they
+/// cannot be removed).
+pub async fn ephemeral(
+    scale: &Scale,
+    f: &Fixture,
+    table: &mut Table,
+    profile: Profile,
+) -> Result<()> {
+    let (slug, flag) = (kubectl_profile(profile), profile_flag(profile));
+    let label = format!("Ephemeral, profile {profile:?}");
+    table.section(&format!("{label}: create → the ephemeral debugger runs"));
     let pods = f.workloads.pods.clone();
     let rounds = scale.pairs + 1;
+    let pod_name = |i: usize| format!("eph-{slug}-{i}");
+    let request = |round: usize, pod: &str| -> Result<DebugSession> {
+        let mut request = session(&format!("ep-{slug}-{round}"), TargetKind::Pod, pod, "30m")?;
+        request.spec.mode = Mode::Ephemeral;
+        request.spec.debugger.profile = profile;
+        Ok(request)
+    };
     for i in 0..2 * rounds {
-        pods.create(&Default::default(), &nginx_pod(&format!("eph-{i}"), false)?)
+        pods.create(&Default::default(), &target_pod(&pod_name(i), profile)?)
             .await?;
     }
     for i in 0..2 * rounds {
         f.workloads
-            .wait_pod(
-                &format!("eph-{i}"),
-                "Ready",
-                shellcar_e2e::cluster::is_ready,
-            )
+            .wait_pod(&pod_name(i), "Ready", shellcar_e2e::cluster::is_ready)
             .await?;
     }
+    // Every replica of the webhook admits the profile before the clock starts: a policy
+    // that allows it (see `profiles.rs`) reaches them asynchronously.
+    f.wait_admitted(&serde_json::to_value(request(0, &pod_name(0))?)?)
+        .await?;
     let (mut sessions, mut kubectl_samples) = (Samples::default(), Samples::default());
     for round in 0..rounds {
         let counted = round > 0;
         for session_side in sides(round) {
-            let pod = format!("eph-{}", 2 * round + usize::from(!session_side));
+            let pod = pod_name(2 * round + usize::from(!session_side));
             let mut watch = Observer::start(pods.clone(), by_name(&pod)).await?;
             if session_side {
-                let name = format!("ep-{round}");
+                let request = request(round, &pod)?;
+                let name = request.name_any();
                 let container = naming::container_name(&name);
-                let mut request = session(&name, TargetKind::Pod, &pod, "30m")?;
-                request.spec.mode = Mode::Ephemeral;
                 let start = Instant::now();
                 f.sessions.create(&request).await?;
                 let (seen, _) = watch
@@ -353,7 +399,7 @@ pub async fn ephemeral(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<
                     &pod,
                     "--target",
                     NGINX_CONTAINER,
-                    KUBECTL_PROFILE,
+                    &flag,
                     "--image",
                     DEBUGGER_IMAGE,
                     "--container",
@@ -379,11 +425,11 @@ pub async fn ephemeral(scale: &Scale, f: &Fixture, table: &mut Table) -> Result<
     }
     table.samples("session (POST) → ephemeral debugger running", &sessions);
     table.samples(
-        "kubectl debug --target → debugger running",
+        &format!("kubectl debug --target {flag} → debugger running"),
         &kubectl_samples,
     );
     table.compare(
-        "session vs kubectl debug (p50)",
+        &format!("{label}: session vs kubectl debug {flag} (p50)"),
         &sessions,
         &kubectl_samples,
         |s, k| Verdict::of("<= 1.0x kubectl debug", s <= k),

@@ -5,19 +5,30 @@
 //!
 //! Run inside the cluster's network namespace with the operator deployed (`make bench`
 //! deploys the release build). The scale can be lowered to develop it, see
-//! [`shellcar_e2e::bench::Scale`]; `SHELLCAR_BENCH_ONLY=compare,lifecycle,scale,memory,
-//! admission` runs some parts only. Everything it creates lives in namespaces of its own,
-//! which it deletes and waits for, so the cluster is left as it was found.
+//! [`shellcar_e2e::bench::Scale`]; `SHELLCAR_BENCH_ONLY=compare,profiles,lifecycle,scale,
+//! memory,admission` runs some parts only.
+//!
+//! The parts, in the order they run: `admission` (what the webhook adds to a create),
+//! `compare` (each mode against kubectl or a direct apply), `lifecycle` (one session's API
+//! requests), `profiles` (Ephemeral with each of the five debugging profiles against
+//! `kubectl debug --profile`), `scale` (many sessions at once), `memory` (the operator
+//! among many unrelated objects).
+//!
+//! Everything it creates lives in namespaces of its own, which it deletes and waits for,
+//! so the cluster is left as it was found; the `profiles` part's DebugPolicy selects only
+//! its namespace, and is deleted too.
 
 mod admission;
 mod compare;
 mod lifecycle;
 mod memory;
+mod profiles;
 mod scale;
 
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use shellcar::crd::Profile;
 use shellcar_e2e::Fixture;
 use shellcar_e2e::bench::Scale;
 use shellcar_e2e::bench::load::namespace_gone;
@@ -53,6 +64,7 @@ async fn main() -> Result<()> {
         .await
         .context("the local cluster with shellcar deployed")?;
     let skipped_ns = Fixture::new("bench-nowebhook").await?;
+    let profiles_ns = Fixture::new("bench-profiles").await?;
     let scale_ns = Fixture::new("bench-scale").await?;
     let unrelated_ns = Fixture::new("bench-unrelated").await?;
     println!("shellcar benchmark: {scale:?}");
@@ -68,7 +80,7 @@ async fn main() -> Result<()> {
         outcome(&mut table, "sidecar", result);
         let result = compare::copy(&scale, &compare_ns, &mut table).await;
         outcome(&mut table, "copy", result);
-        let result = compare::ephemeral(&scale, &compare_ns, &mut table).await;
+        let result = compare::ephemeral(&scale, &compare_ns, &mut table, Profile::General).await;
         outcome(&mut table, "ephemeral", result);
         let result = compare::kubectl_start(&scale, &mut table).await;
         outcome(&mut table, "kubectl start", result);
@@ -78,6 +90,11 @@ async fn main() -> Result<()> {
         outcome(&mut table, "lifecycle", result);
     }
     remove(compare_ns).await?;
+    if scale.runs("profiles") {
+        let result = profiles::run(&scale, &profiles_ns, &mut table).await;
+        outcome(&mut table, "profiles", result);
+    }
+    remove(profiles_ns).await?;
     if scale.runs("scale") {
         let result = scale::run(&scale, &scale_ns, &mut table).await;
         outcome(&mut table, "scale", result);

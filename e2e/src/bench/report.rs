@@ -85,6 +85,9 @@ impl Verdict {
     }
 }
 
+/// Width of the measurement column at least; the table's longest measurement widens it.
+const WHAT_WIDTH: usize = 58;
+
 #[derive(Clone, Debug)]
 enum Line {
     Section(String),
@@ -170,20 +173,28 @@ impl Table {
     }
 
     fn push(&mut self, line: Line) {
-        eprintln!("{}", render(&line));
+        eprintln!("{}", render(&line, WHAT_WIDTH));
         self.lines.push(line);
     }
 
     /// The whole table, as printed.
     pub fn render(&self) -> String {
+        let width = self
+            .lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Row { what, .. } => Some(what.chars().count()),
+                _ => None,
+            })
+            .fold(WHAT_WIDTH, usize::max);
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<58} {:>4}  {:<22} {:<24} {:<34} met",
+            "{:<width$} {:>4}  {:<22} {:<24} {:<34} met",
             "measurement", "n", "value", "min–max", "target"
         );
         for line in &self.lines {
-            let _ = writeln!(out, "{}", render(line));
+            let _ = writeln!(out, "{}", render(line, width));
         }
         out
     }
@@ -193,7 +204,8 @@ impl Table {
     }
 }
 
-fn render(line: &Line) -> String {
+/// One line, its measurement padded to `width` characters.
+fn render(line: &Line, width: usize) -> String {
     match line {
         Line::Section(title) => format!("\n## {title}"),
         Line::Note(note) => format!("   {note}"),
@@ -211,7 +223,7 @@ fn render(line: &Line) -> String {
                 Verdict::NotMet(t) => (t.clone(), "NO"),
                 Verdict::Unknown(t) => (t.clone(), "n/a"),
             };
-            format!("{what:<58} {n:>4}  {value:<22} {spread:<24} {target:<34} {met}")
+            format!("{what:<width$} {n:>4}  {value:<22} {spread:<24} {target:<34} {met}")
                 .trim_end()
                 .to_owned()
         }
@@ -258,5 +270,21 @@ mod tests {
         assert!(out.contains("+50.0 ms, 1.50x"), "{out}");
         assert!(out.contains("<= 1.0x"), "{out}");
         assert!(out.trim_end().ends_with("NO"), "{out}");
+    }
+
+    #[test]
+    fn a_long_measurement_widens_its_column_in_every_row() {
+        let mut t = Table::default();
+        let long = "m".repeat(WHAT_WIDTH + 20);
+        t.value("short", "1", Verdict::Info);
+        t.value(&long, "2", Verdict::Info);
+        let out = t.render();
+        // The value follows the measurement, a space, n (4 wide) and two spaces.
+        let value_at = long.len() + 7;
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(rows.len(), 2, "{out}");
+        for (row, value) in rows.iter().zip(['1', '2']) {
+            assert_eq!(row.chars().nth(value_at), Some(value), "{out}");
+        }
     }
 }
