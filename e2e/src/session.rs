@@ -209,8 +209,13 @@ impl Sessions {
 
     /// Waits until the session with `uid` is gone.
     pub async fn wait_gone(&self, name: &str, uid: &str) -> Result<()> {
+        self.wait_gone_within(name, uid, TIMEOUT).await
+    }
+
+    /// Waits at most `timeout` until the session with `uid` is gone.
+    pub async fn wait_gone_within(&self, name: &str, uid: &str, timeout: Duration) -> Result<()> {
         let gone = tokio::time::timeout(
-            TIMEOUT,
+            timeout,
             await_condition(self.api.clone(), name, conditions::is_deleted(uid)),
         )
         .await;
@@ -220,7 +225,7 @@ impl Sessions {
                 .timed_out(
                     name,
                     "its deletion (teardown, then the finalizer released)",
-                    TIMEOUT,
+                    timeout,
                 )
                 .await),
         }

@@ -10,6 +10,7 @@
 //! namespace like every test.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::Namespace;
@@ -25,6 +26,10 @@ use shellcar_e2e::{Cluster, Fixture, OPERATOR_NAMESPACE};
 
 /// The components `kill` takes, as `e2e/cluster` names them: both nodes' and the control
 /// plane's.
+/// How long a session's teardown may take once every component has restarted over the
+/// kept state (see the deletion at the end of the test).
+const AFTER_RESTART_TIMEOUT: Duration = Duration::from_secs(300);
+
 const ALL: [&str; 8] = [
     "kubelet",
     "containerd",
@@ -167,10 +172,18 @@ async fn up_restarts_killed_components_over_the_kept_state() -> Result<()> {
     );
     let workloads = Workloads::new(&cluster.client, &ns);
     workloads.assert_debugged("web", &[&container]).await?;
-    sessions.delete_and_wait_gone("kept").await.context(
-        "the operator, running since before the restarts, did not tear the session down: \
-         its watches must resume after the API server comes back",
-    )?;
+    // Longer than TIMEOUT: after a restart over kept etcd data, a 1.37 API server answered
+    // the operator's resumed watches with 410 Expired only about a minute later (its watch
+    // cache was not ready yet), and only then did they relist. Seen once in four runs; the
+    // operator must still get there.
+    let uid = sessions.delete("kept").await?;
+    sessions
+        .wait_gone_within("kept", &uid, AFTER_RESTART_TIMEOUT)
+        .await
+        .context(
+            "the operator, running since before the restarts, did not tear the session down: \
+             its watches must resume after the API server comes back",
+        )?;
     workloads.assert_restored("web", &before, 1).await?;
     Ok(())
 }
