@@ -12,12 +12,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Resource, ResourceExt};
@@ -54,6 +55,20 @@ pub fn rule_for<K: Resource<DynamicType = ()>>(verbs: &[&str], names: &[&str]) -
         verbs: owned(verbs),
         ..PolicyRule::default()
     }
+}
+
+/// What a Sidecar session on a Deployment needs from a requester who makes its change
+/// directly: `patch` (and `get`, to look) on these Deployments only.
+pub fn may_patch(deployments: &[&str]) -> PolicyRule {
+    rule_for::<Deployment>(&["get", "patch"], deployments)
+}
+
+/// What a session on objects of `K` needs from a requester for whom shellcar makes the
+/// change (a DebugPolicy's `access: Delegated`): the verb `debug` on these objects only.
+/// As an administrator writes it in a Role; shellcar's own name for it is not imported,
+/// so that a renamed verb fails here.
+pub fn may_debug<K: Resource<DynamicType = ()>>(names: &[&str]) -> PolicyRule {
+    rule_for::<K>(&["debug"], names)
 }
 
 /// A ServiceAccount of the test's namespace acting as a user: its own client and
@@ -171,6 +186,47 @@ impl User {
             .await
             .with_context(|| format!("creating RoleBinding {ns}/{role}"))?;
         self.wait_authorized(&rules, true).await
+    }
+
+    /// Binds ClusterRole `cluster_role` (one that `config/rbac` ships, say) to this user
+    /// in the user's namespace with RoleBinding `<user>-<cluster_role>`, then waits until
+    /// the authorizer allows every verb of its rules to the user.
+    pub async fn bind_cluster_role(&self, cluster_role: &str) -> Result<()> {
+        let ns = &self.namespace;
+        let rules = Api::<ClusterRole>::all(self.admin.clone())
+            .get(cluster_role)
+            .await
+            .with_context(|| format!("reading ClusterRole {cluster_role}: is shellcar deployed?"))?
+            .rules
+            .unwrap_or_default();
+        let name = format!("{}-{cluster_role}", self.name);
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_role,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": self.name, "namespace": ns}],
+        }))?;
+        Api::<RoleBinding>::namespaced(self.admin.clone(), ns)
+            .create(&PostParams::default(), &binding)
+            .await
+            .with_context(|| format!("creating RoleBinding {ns}/{name}"))?;
+        self.wait_authorized(&rules, true).await
+    }
+
+    /// The words in which shellcar refuses this user a session for lacking `verb` on
+    /// `object` in the user's namespace, `object` as shellcar names it (`deployments.apps
+    /// "web"`, `secrets "db"`): `user "<username>" may not <verb> <object> in namespace
+    /// "<namespace>"`. shellcar adds what in the session needs it, in parentheses.
+    pub fn denial(&self, verb: &str, object: &str) -> String {
+        format!(
+            r#"user "{}" may not {verb} {object} in namespace "{}""#,
+            self.username, self.namespace
+        )
     }
 
     /// Deletes RoleBinding `role` (made by [`User::grant`]) and waits until the authorizer

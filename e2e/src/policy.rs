@@ -26,6 +26,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use shellcar::crd::{DebugPolicy, DebugSession};
 
+use crate::identity::User;
 use crate::namespace::E2E_LABEL;
 use crate::wait::{Polled, poll};
 use crate::workload::pretty;
@@ -129,9 +130,21 @@ impl Fixture {
     /// creates that change nothing. For a session that a policy created (or a namespace
     /// labelled) just before allows: the webhook learns of it asynchronously.
     pub async fn wait_admitted(&self, manifest: &Value) -> Result<()> {
+        self.admitted(&self.cluster.client, "the admin", manifest)
+            .await
+    }
+
+    /// [`Fixture::wait_admitted`], creating as `user`: for what a policy's `access`
+    /// decides, which depends on who asks.
+    pub async fn wait_admitted_as(&self, user: &User, manifest: &Value) -> Result<()> {
+        self.admitted(&user.client, &user.username, manifest).await
+    }
+
+    async fn admitted(&self, client: &Client, who: &str, manifest: &Value) -> Result<()> {
         let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
         self.settle_admission(
-            &format!("shellcar's webhook to admit session {name}"),
+            client,
+            &format!("shellcar's webhook to admit session {name} from {who}"),
             manifest,
             |answer| match answer {
                 Ok(_) => Ok(None),
@@ -152,9 +165,33 @@ impl Fixture {
         manifest: &Value,
         parts: &[&str],
     ) -> Result<String> {
+        self.refused(&self.cluster.client, "the admin", manifest, parts)
+            .await
+    }
+
+    /// [`Fixture::wait_refused_at_admission`], creating as `user`: for what a policy's
+    /// `access` decides, which depends on who asks.
+    pub async fn wait_refused_at_admission_as(
+        &self,
+        user: &User,
+        manifest: &Value,
+        parts: &[&str],
+    ) -> Result<String> {
+        self.refused(&user.client, &user.username, manifest, parts)
+            .await
+    }
+
+    async fn refused(
+        &self,
+        client: &Client,
+        who: &str,
+        manifest: &Value,
+        parts: &[&str],
+    ) -> Result<String> {
         let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
         self.settle_admission(
-            &format!("shellcar's webhook to refuse session {name} naming {parts:?}"),
+            client,
+            &format!("shellcar's webhook to refuse session {name} from {who} naming {parts:?}"),
             manifest,
             |answer| match answer {
                 Ok(created) => Ok(Some(format!(
@@ -168,17 +205,18 @@ impl Fixture {
         .await
     }
 
-    /// Dry-run creates `manifest` until `verdict` is content with the answer (`None`)
-    /// [`SETTLED`] times in a row; returns the last refusal's message (empty when
+    /// Dry-run creates `manifest` with `client` until `verdict` is content with the answer
+    /// (`None`) [`SETTLED`] times in a row; returns the last refusal's message (empty when
     /// admitted). `verdict` gets the created object, or the message of a 4xx refusal.
     async fn settle_admission(
         &self,
+        client: &Client,
         what: &str,
         manifest: &Value,
         verdict: impl Fn(Result<&DynamicObject, &str>) -> Result<Option<String>>,
     ) -> Result<String> {
         let api: Api<DynamicObject> = Api::namespaced_with(
-            self.cluster.client.clone(),
+            client.clone(),
             self.ns(),
             &ApiResource::erase::<DebugSession>(&()),
         );

@@ -1,16 +1,18 @@
 //! Steps that many scenarios share: a namespace with one nginx workload to debug, a
-//! session on it, a session the operator refuses.
+//! session on it, a session the operator refuses, a refusal that changed nothing, a
+//! Secret for a debugger's env.
 
 use anyhow::{Context as _, Result};
-use k8s_openapi::api::core::v1::Pod;
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
 use shellcar::crd::{DebugSession, Phase, TargetKind};
 use shellcar::naming;
 
 use crate::Fixture;
 use crate::pod::nginx_pod;
 use crate::session::{condition, session};
-use crate::workload::nginx_deployment;
+use crate::workload::{Snapshot, nginx_deployment};
 
 impl Fixture {
     /// A fresh fixture (see [`Fixture::new`]) whose namespace holds the nginx Deployment
@@ -58,6 +60,37 @@ impl Fixture {
             .await?;
         self.sessions.wait_active(session_name).await?;
         Ok(naming::container_name(session_name))
+    }
+
+    /// Secret `name` holding `key: value`, created as the admin in the test's namespace.
+    pub async fn create_secret(&self, name: &str, key: &str, value: &str) -> Result<()> {
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {key: value},
+        }))?;
+        Api::<Secret>::namespaced(self.cluster.client.clone(), self.ns())
+            .create(&PostParams::default(), &secret)
+            .await
+            .with_context(|| format!("creating Secret {name}"))?;
+        Ok(())
+    }
+
+    /// Asserts that a refusal left the namespace as it was: no session, and its
+    /// workloads as in `before` (generation, template, pods).
+    pub async fn assert_nothing_changed(&self, before: &Snapshot) -> Result<()> {
+        let sessions = self.sessions.names().await?;
+        assert!(
+            sessions.is_empty(),
+            "sessions exist after a refusal: {sessions:?}"
+        );
+        assert_eq!(
+            &self.workloads.snapshot().await?,
+            before,
+            "the namespace's workloads changed"
+        );
+        Ok(())
     }
 
     /// Waits until the operator has given up on session `name` for `reason`, and asserts

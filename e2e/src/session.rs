@@ -10,7 +10,7 @@ use kube::core::Status;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use serde_json::Value;
-use shellcar::crd::{DebugPod, DebugSession, DebugSessionSpec, Phase, TargetKind};
+use shellcar::crd::{DebugPod, DebugSession, DebugSessionSpec, Mode, Phase, TargetKind};
 
 use crate::events::Events;
 use crate::{Cluster, TIMEOUT};
@@ -26,6 +26,14 @@ pub fn session(name: &str, kind: TargetKind, target: &str, ttl: &str) -> Result<
     }))
     .context("building a DebugSession spec")?;
     Ok(DebugSession::new(name, spec))
+}
+
+/// A Sidecar session `name` on Deployment `target` with the default debugger, as JSON as
+/// a user writes it (for [`Sessions::create_raw`] and `kubectl apply`).
+pub fn sidecar(name: &str, target: &str, ttl: &str) -> Result<Value> {
+    let mut s = session(name, TargetKind::Deployment, target, ttl)?;
+    s.spec.mode = Mode::Sidecar;
+    Ok(serde_json::to_value(s)?)
 }
 
 /// The API server's refusal of a write (`what`, for the message): `result` must be an API
@@ -260,6 +268,12 @@ pub fn condition<'a>(session: &'a DebugSession, type_: &str) -> Option<&'a Condi
         .status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+}
+
+/// Name of the DebugPolicy that admitted the session (`(built-in)` for the built-in
+/// default), from its status.
+pub fn admitted_by(session: &DebugSession) -> Option<&str> {
+    session.status.as_ref()?.policy.as_deref()
 }
 
 /// True when condition `type_` has status `status` ("True" or "False").

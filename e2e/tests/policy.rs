@@ -12,15 +12,13 @@
 use anyhow::{Context as _, Result};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 use shellcar::crd::{DebugSession, Phase, Profile, TargetKind};
 use shellcar::naming::{self, APPROVE_ANNOTATION, BUILT_IN_POLICY};
 use shellcar_e2e::Fixture;
-use shellcar_e2e::identity::{User, rule_for};
+use shellcar_e2e::identity::{User, rule_for, service_account_username};
 use shellcar_e2e::kubectl;
-use shellcar_e2e::session::session;
+use shellcar_e2e::session::{admitted_by, session};
 use shellcar_e2e::workload::{NGINX_CONTAINER, NGINX_IMAGE, nginx_deployment, pretty};
 
 /// The Deployment every test debugs.
@@ -43,11 +41,6 @@ fn request(name: &str, profile: Profile, image: Option<&str>) -> Result<Value> {
     s.spec.debugger.profile = profile;
     s.spec.debugger.image = image.map(str::to_owned);
     Ok(serde_json::to_value(s)?)
-}
-
-/// Name of the policy that admitted the session, from its status.
-fn admitted_by(s: &DebugSession) -> Option<&str> {
-    s.status.as_ref()?.policy.as_deref()
 }
 
 /// `kubectl apply` of `manifest` as the admin, which must be refused with a message
@@ -90,21 +83,6 @@ async fn annotate(user: &User, name: &str, key: &str, value: &str) -> Result<kub
         None,
     )
     .await
-}
-
-/// Secret `name` holding `key: value`, created as the admin.
-async fn create_secret(f: &Fixture, name: &str, key: &str, value: &str) -> Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {key: value},
-    }))?;
-    Api::<Secret>::namespaced(f.cluster.client.clone(), f.ns())
-        .create(&PostParams::default(), &secret)
-        .await
-        .with_context(|| format!("creating Secret {name}"))?;
-    Ok(())
 }
 
 /// Where no policy selects the namespace, the built-in default refuses SysAdmin at apply
@@ -181,14 +159,16 @@ async fn an_image_outside_the_policys_globs_is_refused_and_one_inside_runs() -> 
 /// nothing. Neither its requester (even one holding the verb `approve`) nor a user who may
 /// annotate but not `approve` can approve it; a user with `approve` can, which starts it.
 /// The webhook records who approved in `spec.approval`, removes the annotation, and the
-/// ttl counts from the approval.
+/// ttl counts from the approval. (The users are ServiceAccounts, which approve only where
+/// the policy names them: it names intern and lead, so that RBAC's verb decides here.)
 #[tokio::test]
 async fn a_session_needing_approval_waits_for_someone_else_who_may_approve() -> Result<()> {
     let (f, before) = Fixture::with_deployment("pol-approval", WEB, 1).await?;
+    let approvers = ["intern", "lead"].map(|name| service_account_username(f.ns(), name));
     let policy = f
         .policy(
             "approval",
-            json!({"approval": {"required": true, "deadline": "1h"}}),
+            json!({"approval": {"required": true, "deadline": "1h", "approvers": {"users": approvers}}}),
         )
         .await?;
     policy.wait_ready("True").await?;
@@ -254,8 +234,25 @@ async fn a_session_needing_approval_waits_for_someone_else_who_may_approve() -> 
         "an unapproved session changed the namespace's workloads"
     );
 
+    // Every annotation names the session as its author saw it: this one, unchanged.
+    let stored = f.sessions.get_json("incident").await?;
+    let seen = |reason: &str| {
+        json!({
+            "uid": stored["metadata"]["uid"],
+            "generation": stored["metadata"]["generation"],
+            "reason": reason,
+        })
+        .to_string()
+    };
+
     // The requester may not approve their own session.
-    let out = annotate(&dev, "incident", APPROVE_ANNOTATION, "my own incident").await?;
+    let out = annotate(
+        &dev,
+        "incident",
+        APPROVE_ANNOTATION,
+        &seen("my own incident"),
+    )
+    .await?;
     assert!(
         !out.status.success(),
         "the requester {} approved their own session: {out:#?}",
@@ -268,7 +265,7 @@ async fn a_session_needing_approval_waits_for_someone_else_who_may_approve() -> 
     );
 
     // Nor may a user without the verb `approve`, though they may patch the session.
-    let out = annotate(&intern, "incident", APPROVE_ANNOTATION, "looks fine").await?;
+    let out = annotate(&intern, "incident", APPROVE_ANNOTATION, &seen("looks fine")).await?;
     assert!(
         !out.status.success(),
         "{}, without the verb approve, approved the session: {out:#?}",
@@ -306,7 +303,7 @@ async fn a_session_needing_approval_waits_for_someone_else_who_may_approve() -> 
 
     // lead approves: the session starts.
     let reason = "INC-42: lead checked the request";
-    let out = annotate(&lead, "incident", APPROVE_ANNOTATION, reason).await?;
+    let out = annotate(&lead, "incident", APPROVE_ANNOTATION, &seen(reason)).await?;
     assert!(
         out.status.success(),
         "{}, who may approve, could not: {out:#?}",
@@ -437,7 +434,8 @@ async fn a_namespace_enforcing_baseline_refuses_general_and_admits_baseline() ->
 async fn status_lists_the_targets_secret_env_by_name_never_its_value() -> Result<()> {
     let f = Fixture::new("pol-exposure").await?;
     let secret_value = format!("pw-of-{}", f.ns());
-    create_secret(&f, "db-credentials", "password", &secret_value).await?;
+    f.create_secret("db-credentials", "password", &secret_value)
+        .await?;
     let mut web = nginx_deployment(WEB, 1)?;
     web.spec
         .as_mut()

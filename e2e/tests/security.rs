@@ -9,20 +9,17 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::ResourceExt as _;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use shellcar::crd::{DebugSession, Mode, Phase, TargetKind};
+use shellcar::crd::{DebugSession, Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
-use shellcar_e2e::identity::{User, rule_for};
+use shellcar_e2e::identity::{User, may_patch};
 use shellcar_e2e::kubectl;
-use shellcar_e2e::session::{condition, phase, refusal, session};
+use shellcar_e2e::session::{condition, phase, refusal, session, sidecar};
 use shellcar_e2e::webhook::WebhookBypass;
-use shellcar_e2e::workload::{Snapshot, nginx_deployment, pod_containers, pretty};
+use shellcar_e2e::workload::{nginx_deployment, pod_containers, pretty};
 
 /// The Deployment every test debugs.
 const WEB: &str = "web";
@@ -39,56 +36,12 @@ async fn setup(topic: &str) -> Result<(Fixture, Value, User)> {
     Ok((f, before, dev))
 }
 
-/// What a Sidecar session needs from its requester: patch (and get, to look) on these
-/// Deployments only.
-fn may_patch(deployments: &[&str]) -> PolicyRule {
-    rule_for::<Deployment>(&["get", "patch"], deployments)
-}
-
-/// A Sidecar session `name` on Deployment `target`, as JSON as a user writes it.
-fn sidecar(name: &str, target: &str, ttl: &str) -> Result<Value> {
-    let mut s = session(name, TargetKind::Deployment, target, ttl)?;
-    s.spec.mode = Mode::Sidecar;
-    Ok(serde_json::to_value(s)?)
-}
-
 /// The denial a Sidecar session on `deployment` gets for `user`, word for word.
 fn sidecar_denial(user: &User, deployment: &str) -> String {
     format!(
-        r#"user "{}" may not patch deployments.apps "{deployment}" in namespace "{}" (needed by mode Sidecar)"#,
-        user.username, user.namespace
+        "{} (needed by mode Sidecar)",
+        user.denial("patch", &format!(r#"deployments.apps "{deployment}""#))
     )
-}
-
-/// Asserts that a refusal left the namespace as it was: no session, and its workloads as
-/// in `before` (generation, template, pods).
-async fn assert_nothing_changed(f: &Fixture, before: &Snapshot) -> Result<()> {
-    let sessions = f.sessions.names().await?;
-    assert!(
-        sessions.is_empty(),
-        "sessions exist after a refusal: {sessions:?}"
-    );
-    assert_eq!(
-        &f.workloads.snapshot().await?,
-        before,
-        "the namespace's workloads changed"
-    );
-    Ok(())
-}
-
-/// Secret `name` holding `key: value`, created as the admin.
-async fn create_secret(f: &Fixture, name: &str, key: &str, value: &str) -> Result<()> {
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "stringData": {key: value},
-    }))?;
-    Api::<Secret>::namespaced(f.cluster.client.clone(), f.ns())
-        .create(&PostParams::default(), &secret)
-        .await
-        .with_context(|| format!("creating Secret {name}"))?;
-    Ok(())
 }
 
 #[tokio::test]
@@ -114,7 +67,7 @@ async fn a_user_who_may_not_patch_the_deployment_is_refused_and_nothing_changes(
         "the refusal must name the missing permission:\n  expected: {expected}\n  got: {}",
         refused.message
     );
-    assert_nothing_changed(&f, &before).await?;
+    f.assert_nothing_changed(&before).await?;
 
     // Through `kubectl apply`, as the user would.
     let out = kubectl::apply(
@@ -134,7 +87,7 @@ async fn a_user_who_may_not_patch_the_deployment_is_refused_and_nothing_changes(
         "kubectl must print the missing permission:\n  expected: {expected}\n  stderr: {}",
         out.stderr
     );
-    assert_nothing_changed(&f, &before).await?;
+    f.assert_nothing_changed(&before).await?;
     Ok(())
 }
 
@@ -224,7 +177,7 @@ async fn a_user_who_may_patch_the_deployment_is_named_by_session_events_and_pods
 async fn env_from_a_secret_the_user_may_not_read_is_refused() -> Result<()> {
     let (f, _, dev) = setup("sec-secret").await?;
     dev.grant("dev-patch-web", vec![may_patch(&[WEB])]).await?;
-    create_secret(&f, "db", "pw", "hunter2").await?;
+    f.create_secret("db", "pw", "hunter2").await?;
     assert!(
         !dev.can("get", "", "secrets", Some("db")).await?,
         "{} must not be allowed to read Secret db for this test",
@@ -245,7 +198,7 @@ async fn env_from_a_secret_the_user_may_not_read_is_refused() -> Result<()> {
         "the refusal must name the Secret:\n  expected: {expected}\n  got: {}",
         refused.message
     );
-    assert_nothing_changed(&f, &before).await?;
+    f.assert_nothing_changed(&before).await?;
     Ok(())
 }
 
@@ -408,7 +361,7 @@ async fn a_bad_env_name_and_a_bad_quantity_are_refused_at_apply_time() -> Result
             refused.message
         );
     }
-    assert_nothing_changed(&f, &before).await?;
+    f.assert_nothing_changed(&before).await?;
     Ok(())
 }
 
@@ -416,7 +369,8 @@ async fn a_bad_env_name_and_a_bad_quantity_are_refused_at_apply_time() -> Result
 async fn applying_a_session_warns_of_the_secrets_the_debugger_can_read() -> Result<()> {
     let f = Fixture::new("sec-warn").await?;
     let secret_value = format!("pw-of-{}", f.ns());
-    create_secret(&f, "db-credentials", "password", &secret_value).await?;
+    f.create_secret("db-credentials", "password", &secret_value)
+        .await?;
     let mut web = nginx_deployment(WEB, 1)?;
     let pod = web
         .spec

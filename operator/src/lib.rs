@@ -1,39 +1,30 @@
 //! shellcar: a Kubernetes operator that gives people a debug shell beside the processes of
 //! a workload, declaratively, audited and for a limited time.
 //!
-//! The reconcile pipeline reads top-down in [`reconcile`]: fetch, validate
-//! ([`validate`]), plan, apply the mode ([`modes`]: one file per mode), status
-//! ([`status`]). [`context`] holds what every step shares; [`controller`] wires the
-//! watches to the pipeline; [`leader`] decides which replica runs it; [`version`] keeps
-//! the operator idle on a Kubernetes older than it supports.
+//! Two front doors judge a session with the same rules: the admission webhook
+//! ([`admission`], every replica) and the reconciler ([`session`], the leader). What they
+//! share sits below them: the types ([`crd`]), Kubernetes mechanics ([`k8s`]), the pure
+//! judgments ([`rules`]), names and marks ([`naming`]), durations ([`ttl`]) and how API
+//! errors read ([`api_error`]). [`runtime`] is process plumbing: leader election,
+//! telemetry, the version floor. The kubectl plugin ([`client`], with [`cli`]) uses only
+//! the types, names and durations.
 
-pub(crate) mod access;
-pub mod admission;
-pub mod api_requests;
-pub(crate) mod approval;
+mod admission;
+mod api_error;
 pub mod cli;
 pub mod client;
-pub mod context;
-pub mod controller;
 pub mod crd;
-pub(crate) mod debugger;
-pub(crate) mod exposure;
+mod k8s;
 #[cfg(test)]
-mod fixtures;
-pub mod leader;
-pub(crate) mod managed;
-pub(crate) mod modes;
+mod mock_api;
 pub mod naming;
-pub(crate) mod podsecurity;
-pub(crate) mod policy;
-pub(crate) mod profile;
-pub(crate) mod reconcile;
-pub(crate) mod status;
-pub mod telemetry;
-pub(crate) mod ttl;
-pub(crate) mod validate;
-pub mod version;
-pub(crate) mod workload;
+mod operator;
+mod rules;
+mod runtime;
+mod session;
+mod ttl;
+
+pub use operator::run;
 
 use kube::CustomResourceExt;
 

@@ -167,8 +167,8 @@ fn fixtures_are_debug_sessions_as_the_operator_writes_them() {
     }
 }
 
-/// `status::FAILING_REASONS` and `REPLICA_FAILURE` of the operator (not public): the Ready
-/// reasons of a debugger that will not start without someone's help.
+/// `session::pods::FAILING_REASONS` and `session::status::REPLICA_FAILURE` of the operator (not
+/// public): the Ready reasons of a debugger that will not start without someone's help.
 const FAILING: [&str; 10] = [
     "ErrImagePull",
     "ImagePullBackOff",

@@ -195,3 +195,55 @@ fn certmanager_issues_the_secret_the_operator_reads_and_injects_the_ca() {
         "{args:?}"
     );
 }
+
+/// `shellcar-debugger` lends the operator's power through the verb `debug`, so it grants
+/// that verb on the targets a session can have and nothing else, and no built-in role
+/// aggregates it: it is bound on purpose.
+#[test]
+fn the_debugger_role_grants_only_debug_and_aggregates_nowhere() {
+    let docs = documents(&kustomize("config/default"));
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "shellcar-debugger")
+        .unwrap_or_else(|| panic!("no ClusterRole shellcar-debugger rendered"));
+    let labels = role["metadata"]["labels"].as_mapping();
+    let aggregated: Vec<_> = labels
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+        .collect();
+    assert!(aggregated.is_empty(), "aggregated into {aggregated:?}");
+    assert!(role["aggregationRule"].is_null(), "{role:?}");
+
+    let mut granted = Vec::new();
+    for rule in role["rules"].as_sequence().unwrap() {
+        assert_eq!(
+            rule["verbs"],
+            serde_yaml::to_value(["debug"]).unwrap(),
+            "{rule:?}"
+        );
+        assert!(rule["resourceNames"].is_null(), "{rule:?}");
+        for group in rule["apiGroups"].as_sequence().unwrap() {
+            for resource in rule["resources"].as_sequence().unwrap() {
+                let (resource, group) = (resource.as_str().unwrap(), group.as_str().unwrap());
+                granted.push(if group.is_empty() {
+                    resource.to_owned()
+                } else {
+                    format!("{resource}.{group}")
+                });
+            }
+        }
+    }
+    granted.sort();
+    assert_eq!(
+        granted,
+        [
+            "daemonsets.apps",
+            "deployments.apps",
+            "pods",
+            "replicasets.apps",
+            "statefulsets.apps"
+        ]
+    );
+}

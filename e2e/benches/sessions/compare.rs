@@ -99,7 +99,7 @@ fn running(pod: &Pod, name: &str) -> bool {
 }
 
 /// The change a Sidecar session `session` makes, as the operator's intent says it
-/// (`operator/src/modes/sidecar.rs`): its debugger `container` (renamed for `session`),
+/// (`operator/src/session/modes/sidecar.rs`): its debugger `container` (renamed for `session`),
 /// the shared process namespace, the `debugged` label and the annotations naming the
 /// session and its requester.
 fn direct_intent(container: &Value, session: &str, requester: &str) -> Value {

@@ -1,9 +1,11 @@
 //! Approvals: an approver annotates a session, and the mutating webhook turns the
-//! annotation into `spec.approval` once it has checked who they are.
+//! annotation into `spec.approval` once it has checked who they are, and that they saw
+//! this very session.
 //!
-//! Pure: [`judge`] decides what an update asks for and what must be checked;
-//! [`record`] and [`restore`] return the JSON Patch operations; [`ttl_change`] keeps an
-//! approved ttl as the approver saw it.
+//! Pure: [`judge`] decides what an update asks for and what must be checked, with the
+//! rules of [`crate::rules::approval`] and the approvers of the session's policy
+//! ([`crate::rules::policy::approvers`]); [`record`] and [`restore`] return the JSON
+//! Patch operations; [`ttl_change`] keeps an approved ttl as the approver saw it.
 
 use jiff::Timestamp;
 use json_patch::jsonptr::PointerBuf;
@@ -11,15 +13,21 @@ use json_patch::{AddOperation, PatchOperation, RemoveOperation};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use crate::access::{Check, Permission};
-use crate::crd::{Approval, DebugSession, DebugSessionSpec, Decision, Phase};
+use crate::crd::Seen;
+use crate::crd::{Approval, DebugSession, DebugSessionSpec, Decision, Phase, Requester};
+use crate::k8s::access::{Check, Permission};
 use crate::naming::{APPROVE_ANNOTATION, REJECT_ANNOTATION};
+use crate::rules::Policy;
+use crate::rules::approval::may_decide;
+use crate::rules::govern::Surroundings;
+use crate::rules::policy;
 
 /// An approver's request, read from the annotation on the new object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub decision: Decision,
-    pub reason: String,
+    /// The session as the approver saw it, and their reason.
+    pub seen: Seen,
     /// The annotation that carried it, removed once recorded.
     pub annotation: &'static str,
 }
@@ -40,35 +48,49 @@ fn word(decision: Decision) -> &'static str {
 }
 
 /// The approval or rejection `session` carries as an annotation, if any; refused when it
-/// carries both.
+/// carries both, or a value that does not say which session the approver saw.
 pub fn requested(session: &DebugSession) -> Result<Option<Request>, String> {
     let annotations = session.annotations();
     let approve = annotations.get(APPROVE_ANNOTATION);
     let reject = annotations.get(REJECT_ANNOTATION);
-    match (approve, reject) {
-        (Some(_), Some(_)) => Err(format!(
-            "annotate {APPROVE_ANNOTATION} or {REJECT_ANNOTATION}, not both"
-        )),
-        (Some(reason), None) => Ok(Some(Request {
-            decision: Decision::Approved,
-            reason: reason.clone(),
-            annotation: APPROVE_ANNOTATION,
-        })),
-        (None, Some(reason)) => Ok(Some(Request {
-            decision: Decision::Rejected,
-            reason: reason.clone(),
-            annotation: REJECT_ANNOTATION,
-        })),
-        (None, None) => Ok(None),
-    }
+    let (decision, annotation, value) = match (approve, reject) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "annotate {APPROVE_ANNOTATION} or {REJECT_ANNOTATION}, not both"
+            ));
+        }
+        (Some(value), None) => (Decision::Approved, APPROVE_ANNOTATION, value),
+        (None, Some(value)) => (Decision::Rejected, REJECT_ANNOTATION, value),
+        (None, None) => return Ok(None),
+    };
+    let seen = Seen::parse(value).map_err(|e| {
+        format!(
+            r#"{annotation} must name the session as you saw it, as JSON {{"uid": "<metadata.uid>", "generation": <metadata.generation>, "reason": "<why>"}}, so that the decision holds for nothing else (shellcar {} writes it): {e}"#,
+            verb(decision)
+        )
+    })?;
+    Ok(Some(Request {
+        decision,
+        seen,
+        annotation,
+    }))
 }
 
 /// What an update that carries `request` still needs: the permission `approver` must hold
-/// (a SubjectAccessReview), or why it is refused outright.
+/// (a SubjectAccessReview), or why it is refused outright. `old` is the stored session,
+/// `around` what surrounds it in `namespace` (the policies, the namespace's labels), and
+/// `defaults` the operator's flags.
+///
+/// Refused: a session already decided or not awaiting approval; its requester; a decision
+/// for another session than the stored one (deleted and created again, or changed since);
+/// someone the approvers of the policy that holds it (`status.policy`) do not include, and
+/// every ServiceAccount that policy does not name.
 pub fn judge(
     request: &Request,
     old: &DebugSession,
-    approver: &str,
+    approver: &Requester,
+    around: &Surroundings,
+    defaults: &Policy,
     namespace: &str,
 ) -> Result<Check, String> {
     let name = old.name_any();
@@ -80,7 +102,8 @@ pub fn judge(
             done.approver
         ));
     }
-    let phase = old.status.as_ref().and_then(|s| s.phase);
+    let status = old.status.as_ref();
+    let phase = status.and_then(|s| s.phase);
     if phase != Some(Phase::AwaitingApproval) {
         let phase = phase.map_or("not judged yet", Phase::as_str);
         return Err(format!(
@@ -89,11 +112,30 @@ pub fn judge(
         ));
     }
     let requester = old.spec.requester.as_ref().map(|r| r.username.as_str());
-    if requester == Some(approver) {
+    if requester == Some(approver.username.as_str()) {
         return Err(format!(
-            "session {name} was requested by {approver}, who may not {verb} it: someone else must"
+            "session {name} was requested by {}, who may not {verb} it: someone else must",
+            approver.username
         ));
     }
+    request.seen.binds(old).map_err(|stale| stale.to_string())?;
+    let held_by = status.and_then(|s| s.policy.as_deref());
+    let approvers = policy::approvers(
+        &around.policies,
+        held_by,
+        namespace,
+        &around.labels,
+        defaults,
+    )
+    .map_err(|unknown| unknown.to_string())?;
+    may_decide(
+        approvers.as_ref(),
+        held_by.unwrap_or_default(),
+        approver,
+        verb,
+        &name,
+    )
+    .map_err(|not| not.to_string())?;
     Ok(Check {
         permission: Permission {
             verb,
@@ -123,7 +165,7 @@ pub fn record(
     let approval = Approval {
         decision: request.decision,
         approver: approver.to_owned(),
-        reason: request.reason.clone(),
+        reason: request.seen.reason.clone(),
         time: Time(Timestamp::from_second(now.as_second()).unwrap_or(now)),
     };
     Ok(vec![
@@ -171,148 +213,4 @@ pub fn ttl_change(old: &DebugSessionSpec, new: &DebugSessionSpec) -> Result<(), 
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::admission::requester::patched;
-
-    fn session(annotations: serde_json::Value, phase: Option<&str>) -> DebugSession {
-        let mut value = json!({
-            "apiVersion": "debug.shellcar.dev/v1alpha1",
-            "kind": "DebugSession",
-            "metadata": {"name": "dbg", "namespace": "shop", "annotations": annotations},
-            "spec": {
-                "target": {"kind": "Deployment", "name": "web"},
-                "requester": {"username": "jane"},
-            },
-        });
-        if let Some(phase) = phase {
-            value["status"] = json!({"phase": phase});
-        }
-        serde_json::from_value(value).unwrap()
-    }
-
-    fn approve(reason: &str) -> serde_json::Value {
-        json!({ APPROVE_ANNOTATION: reason })
-    }
-
-    #[test]
-    fn the_annotation_names_the_decision_and_its_reason() {
-        let s = session(approve("incident 42"), None);
-        assert_eq!(
-            requested(&s).unwrap(),
-            Some(Request {
-                decision: Decision::Approved,
-                reason: "incident 42".to_owned(),
-                annotation: APPROVE_ANNOTATION,
-            })
-        );
-        let both = session(json!({APPROVE_ANNOTATION: "", REJECT_ANNOTATION: ""}), None);
-        assert!(requested(&both).is_err());
-        assert_eq!(requested(&session(json!({}), None)).unwrap(), None);
-    }
-
-    #[test]
-    fn only_someone_else_may_decide_and_only_while_the_session_waits() {
-        let waiting = session(json!({}), Some("AwaitingApproval"));
-        let request = requested(&session(approve("ok"), None)).unwrap().unwrap();
-        let check = judge(&request, &waiting, "ops-lead", "shop").unwrap();
-        assert_eq!(check.permission.verb, "approve");
-        assert_eq!(check.permission.resource, "debugsessions");
-        assert_eq!(check.permission.name.as_deref(), Some("dbg"));
-        assert_eq!(check.permission.namespace, "shop");
-
-        let own = judge(&request, &waiting, "jane", "shop").unwrap_err();
-        assert_eq!(
-            own,
-            "session dbg was requested by jane, who may not approve it: someone else must"
-        );
-        let active = session(json!({}), Some("Active"));
-        assert!(
-            judge(&request, &active, "ops-lead", "shop")
-                .unwrap_err()
-                .contains("is not awaiting approval (phase: Active)")
-        );
-        let mut decided = waiting.clone();
-        decided.spec.approval = Some(Approval {
-            decision: Decision::Rejected,
-            approver: "sec".to_owned(),
-            reason: String::new(),
-            time: Time("2026-11-24T10:00:00Z".parse().unwrap()),
-        });
-        assert_eq!(
-            judge(&request, &decided, "ops-lead", "shop").unwrap_err(),
-            "session dbg was already rejected by sec"
-        );
-    }
-
-    #[test]
-    fn recording_sets_the_approval_and_drops_the_annotation() {
-        let s = session(approve("incident 42"), Some("AwaitingApproval"));
-        let request = requested(&s).unwrap().unwrap();
-        let ops = record(
-            &request,
-            "ops-lead",
-            "2026-11-24T10:00:00.5Z".parse().unwrap(),
-        )
-        .unwrap();
-        let out = patched(serde_json::to_value(&s).unwrap(), &ops).unwrap();
-        assert_eq!(
-            out["spec"]["approval"],
-            json!({"decision": "Approved", "approver": "ops-lead", "reason": "incident 42", "time": "2026-11-24T10:00:00Z"})
-        );
-        assert_eq!(out["metadata"]["annotations"], json!({}));
-    }
-
-    #[test]
-    fn an_approved_ttl_stays_what_the_approver_saw() {
-        let mut old = session(json!({}), Some("Active")).spec;
-        let mut longer = old.clone();
-        longer.ttl = "8h".to_owned();
-        assert!(
-            ttl_change(&old, &longer).is_ok(),
-            "no approval: the ttl may change"
-        );
-        old.approval = Some(Approval {
-            decision: Decision::Approved,
-            approver: "ops-lead".to_owned(),
-            reason: String::new(),
-            time: Time("2026-11-24T10:00:00Z".parse().unwrap()),
-        });
-        assert_eq!(
-            ttl_change(&old, &longer).unwrap_err(),
-            "spec.ttl cannot change after ops-lead approved the session for 1h: create a new session and have it approved"
-        );
-        assert!(ttl_change(&old, &old.clone()).is_ok());
-    }
-
-    #[test]
-    fn nobody_writes_an_approval_by_hand() {
-        let forged = Approval {
-            decision: Decision::Approved,
-            approver: "me".to_owned(),
-            reason: String::new(),
-            time: Time("2026-11-24T10:00:00Z".parse().unwrap()),
-        };
-        let s = session(json!({}), None);
-        let mut with = serde_json::to_value(&s).unwrap();
-        with["spec"]["approval"] = serde_json::to_value(&forged).unwrap();
-        let ops = restore(None, Some(&forged)).unwrap();
-        assert!(
-            patched(with.clone(), &ops).unwrap()["spec"]
-                .get("approval")
-                .is_none()
-        );
-        let real = Approval {
-            approver: "ops-lead".to_owned(),
-            ..forged.clone()
-        };
-        let ops = restore(Some(&real), Some(&forged)).unwrap();
-        assert_eq!(
-            patched(with, &ops).unwrap()["spec"]["approval"]["approver"],
-            "ops-lead"
-        );
-        assert!(restore(Some(&real), Some(&real)).unwrap().is_empty());
-    }
-}
+mod tests;

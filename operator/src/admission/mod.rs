@@ -1,13 +1,19 @@
-//! The admission webhook: who asked, whether they may, what may change, and what the
-//! debugger will see.
+//! The admission webhook, one of shellcar's two front doors: who asked, whether they may,
+//! what may change, and what the debugger will see.
 //!
-//! The decisions are pure functions in [`requester`], [`immutable`], [`crate::access`] and
-//! [`warnings`]; [`server`] serves them over HTTPS with the certificate from [`tls`].
+//! The pure decisions are in [`requester`], [`approval`], [`immutable`] and [`warnings`],
+//! beside the rules the reconciler shares ([`crate::rules`]). [`review`] holds the review
+//! logic that combines them, asking through the I/O seam in [`io`]: access checks, the
+//! surroundings, and the dry run that the session's own mode sends
+//! ([`crate::session::modes::dry_run`]). [`http`] serves the reviews over HTTPS with the
+//! certificate from [`tls`]; this file keeps that certificate and its caBundle current.
 
 pub mod approval;
+pub mod http;
 pub mod immutable;
+pub mod io;
 pub mod requester;
-pub mod server;
+pub mod review;
 pub mod tls;
 pub mod warnings;
 
@@ -19,8 +25,11 @@ use axum_server::tls_rustls::RustlsConfig;
 use kube::Client;
 use tracing::{info, warn};
 
-use crate::context::{self, Capabilities, Policy, error_chain, retry};
-use crate::telemetry::Health;
+use crate::k8s::capabilities::Capabilities;
+use crate::rules::Policy;
+use crate::runtime::error_chain;
+use crate::runtime::retry;
+use crate::runtime::telemetry::Health;
 
 /// Where the webhook listens, and the names of what it keeps up to date.
 #[derive(Clone, Debug)]
@@ -46,7 +55,7 @@ const EXTERNAL_CHECK: Duration = Duration::from_secs(300);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("building the webhook's TLS configuration")]
-    Tls(#[from] server::TlsError),
+    Tls(#[from] http::TlsError),
     #[error("serving the admission webhook")]
     Serve(#[from] std::io::Error),
 }
@@ -61,7 +70,7 @@ pub async fn run(
     health: Arc<Health>,
 ) -> Result<(), Error> {
     let caps: Capabilities = retry("discovering what the cluster serves", || {
-        context::discover(&client)
+        crate::k8s::capabilities::discover(&client)
     })
     .await;
     let s = &settings;
@@ -83,15 +92,15 @@ pub async fn run(
         .await;
         cert
     };
-    let config = RustlsConfig::from_config(server::rustls_config(&cert)?);
+    let config = RustlsConfig::from_config(http::rustls_config(&cert)?);
     tokio::spawn(renew(
         client.clone(),
         settings.clone(),
         cert,
         config.clone(),
     ));
-    let webhook = Arc::new(server::Webhook {
-        io: server::KubeIo {
+    let webhook = Arc::new(review::Webhook {
+        io: io::KubeIo {
             client: client.clone(),
         },
         policy,
@@ -99,7 +108,7 @@ pub async fn run(
     });
     health.set_webhook_ready();
     info!(addr = %settings.addr, "admission webhook ready");
-    server::serve(settings.addr, config, webhook).await?;
+    http::serve(settings.addr, config, webhook).await?;
     Ok(())
 }
 
@@ -133,7 +142,7 @@ async fn renew(client: Client, s: Settings, mut current: tls::ServingCert, confi
             warn!(error = %error_chain(&e), "patching the webhooks' caBundle");
             continue;
         }
-        match server::rustls_config(&cert) {
+        match http::rustls_config(&cert) {
             Ok(tls) => {
                 config.reload_from_config(tls);
                 info!("serving a renewed webhook certificate");

@@ -24,17 +24,17 @@ use time::OffsetDateTime;
 
 /// Keys of the Secret: `tls.crt` and `tls.key` as in a `kubernetes.io/tls` Secret, plus the
 /// CA, whose key is kept to issue the next serving certificate under the same CA.
-pub const CA_CERT: &str = "ca.crt";
-pub const CA_KEY: &str = "ca.key";
-pub const TLS_CERT: &str = "tls.crt";
-pub const TLS_KEY: &str = "tls.key";
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+const TLS_CERT: &str = "tls.crt";
+const TLS_KEY: &str = "tls.key";
 
 /// How long the CA is valid. Long, because a new CA means a new caBundle.
-pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long a serving certificate is valid.
-pub const CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+const CERT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Renew a certificate this long before it expires.
-pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Certificates start this long in the past, for clocks that lag.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
@@ -60,17 +60,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-}
-
-impl Error {
-    /// A short, stable category.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Generate(_) | Error::Clock => "CertificateGeneration",
-            Error::Secret { .. } | Error::NotYet => "CertificateSecret",
-            Error::CaBundle { .. } => "CABundle",
-        }
-    }
 }
 
 /// The CA and the serving certificate, all PEM.
@@ -219,11 +208,7 @@ pub fn generate(names: &[String], now: SystemTime) -> Result<ServingCert, Error>
 }
 
 /// A new serving certificate for `names` from the CA of `current`, which stays.
-pub fn reissue(
-    current: &ServingCert,
-    names: &[String],
-    now: SystemTime,
-) -> Result<ServingCert, Error> {
+fn reissue(current: &ServingCert, names: &[String], now: SystemTime) -> Result<ServingCert, Error> {
     let ca_key = KeyPair::from_pem(&current.ca_key)?;
     let issuer = Issuer::from_ca_cert_pem(&current.ca_cert, ca_key)?;
     let (cert, key) = leaf(names, &issuer, now)?;
@@ -389,7 +374,7 @@ pub async fn ensure(
 }
 
 /// The strategic merge patch that sets `caBundle` to `ca_pem` in each webhook named.
-pub fn ca_bundle_patch(webhooks: &[String], ca_pem: &str) -> Value {
+fn ca_bundle_patch(webhooks: &[String], ca_pem: &str) -> Value {
     let bundle = ByteString(ca_pem.as_bytes().to_vec());
     let webhooks: Vec<Value> = webhooks
         .iter()
@@ -449,126 +434,4 @@ pub async fn patch_ca_bundle(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DAY: Duration = Duration::from_secs(24 * 3600);
-
-    fn names() -> Vec<String> {
-        dns_names("shellcar-webhook", "shellcar-system")
-    }
-
-    fn now() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_780_000_000)
-    }
-
-    fn secs(t: SystemTime) -> i64 {
-        t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-    }
-
-    #[test]
-    fn the_serving_certificate_names_the_service_and_lasts_a_year() {
-        assert_eq!(
-            names(),
-            [
-                "shellcar-webhook.shellcar-system.svc",
-                "shellcar-webhook.shellcar-system.svc.cluster.local"
-            ]
-        );
-        let cert = generate(&names(), now()).unwrap();
-        let leaf = facts(&cert.cert).unwrap();
-        assert_eq!(leaf.dns_names, names());
-        assert_eq!(leaf.not_after, secs(now() + CERT_VALIDITY));
-        let ca = facts(&cert.ca_cert).unwrap();
-        assert_eq!(ca.not_after, secs(now() + CA_VALIDITY));
-        assert!(cert.key.contains("PRIVATE KEY"));
-        assert_eq!(renewal(Some(&cert), &names(), now()), Renewal::Keep);
-    }
-
-    #[test]
-    fn the_leaf_is_signed_by_the_ca() {
-        let cert = generate(&names(), now()).unwrap();
-        let (_, ca) = x509_parser::pem::parse_x509_pem(cert.ca_cert.as_bytes()).unwrap();
-        let ca = ca.parse_x509().unwrap();
-        let (_, leaf) = x509_parser::pem::parse_x509_pem(cert.cert.as_bytes()).unwrap();
-        let leaf = leaf.parse_x509().unwrap();
-        assert_eq!(leaf.issuer(), ca.subject());
-        leaf.verify_signature(Some(ca.public_key())).unwrap();
-        assert!(ca.is_ca());
-        assert!(!leaf.is_ca());
-    }
-
-    #[test]
-    fn missing_or_unreadable_means_a_new_ca() {
-        assert_eq!(renewal(None, &names(), now()), Renewal::Generate);
-        let mut cert = generate(&names(), now()).unwrap();
-        cert.ca_cert = "garbage".to_owned();
-        assert_eq!(renewal(Some(&cert), &names(), now()), Renewal::Generate);
-        let mut cert = generate(&names(), now()).unwrap();
-        cert.ca_key = "garbage".to_owned();
-        assert_eq!(renewal(Some(&cert), &names(), now()), Renewal::Generate);
-    }
-
-    #[test]
-    fn a_leaf_near_expiry_or_for_other_names_is_reissued_under_the_same_ca() {
-        let cert = generate(&names(), now()).unwrap();
-        let later = now() + CERT_VALIDITY - RENEW_BEFORE + DAY;
-        assert_eq!(renewal(Some(&cert), &names(), later), Renewal::Reissue);
-        assert_eq!(
-            renewal(Some(&cert), &names(), later - 2 * DAY),
-            Renewal::Keep
-        );
-        let moved = dns_names("shellcar-webhook", "other");
-        assert_eq!(renewal(Some(&cert), &moved, now()), Renewal::Reissue);
-        let mut broken = cert.clone();
-        broken.cert = "garbage".to_owned();
-        assert_eq!(renewal(Some(&broken), &names(), now()), Renewal::Reissue);
-
-        let renewed = reissue(&cert, &names(), later).unwrap();
-        assert_eq!(renewed.ca_cert, cert.ca_cert, "the caBundle stays valid");
-        assert_ne!(renewed.cert, cert.cert);
-        assert_eq!(renewal(Some(&renewed), &names(), later), Renewal::Keep);
-        let (_, ca) = x509_parser::pem::parse_x509_pem(cert.ca_cert.as_bytes()).unwrap();
-        let (_, leaf) = x509_parser::pem::parse_x509_pem(renewed.cert.as_bytes()).unwrap();
-        leaf.parse_x509()
-            .unwrap()
-            .verify_signature(Some(ca.parse_x509().unwrap().public_key()))
-            .unwrap();
-    }
-
-    #[test]
-    fn a_ca_near_expiry_means_starting_over() {
-        let cert = generate(&names(), now()).unwrap();
-        let later = now() + CA_VALIDITY - RENEW_BEFORE + DAY;
-        assert_eq!(renewal(Some(&cert), &names(), later), Renewal::Generate);
-    }
-
-    #[test]
-    fn the_secret_round_trips() {
-        let cert = generate(&names(), now()).unwrap();
-        let data = cert.to_data();
-        assert_eq!(
-            data.keys().collect::<Vec<_>>(),
-            ["ca.crt", "ca.key", "tls.crt", "tls.key"]
-        );
-        assert_eq!(ServingCert::from_data(&data), Some(cert));
-        let mut partial = data;
-        partial.remove(TLS_KEY);
-        assert_eq!(ServingCert::from_data(&partial), None);
-    }
-
-    #[test]
-    fn the_ca_bundle_goes_into_every_webhook() {
-        let patch = ca_bundle_patch(
-            &["mutate.debug.shellcar.dev".to_owned(), "b".to_owned()],
-            "PEM",
-        );
-        assert_eq!(
-            patch,
-            json!({"webhooks": [
-                {"name": "mutate.debug.shellcar.dev", "clientConfig": {"caBundle": "UEVN"}},
-                {"name": "b", "clientConfig": {"caBundle": "UEVN"}},
-            ]})
-        );
-    }
-}
+mod tests;

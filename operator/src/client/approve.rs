@@ -2,16 +2,25 @@
 //! that awaits approval, ask, and put the approver's annotation on it. shellcar's admission
 //! webhook checks the approver, records the decision in `spec.approval` and removes the
 //! annotation, all within the same request.
+//!
+//! The decision is bound to what was shown: the annotation names the session's uid and
+//! generation ([`Seen`]), which the webhook compares with the stored session, and the
+//! patch carries the resourceVersion that was read, so that the API server refuses it
+//! if anything of the session (its status's exposure report too) changed since.
+//! Everything shown comes from the session, written by its requester: control characters
+//! are escaped ([`escape`]), so that nothing in it can redraw the terminal.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::{ConnectError, FetchError, connect, fetch};
 use crate::cli::DecideArgs;
+use crate::crd::Seen;
 use crate::crd::{Approval, DebugSession, Decision, Exposure, Mount, Phase};
 use crate::naming;
 
@@ -39,6 +48,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The session changed (or was deleted and created again) after it was shown.
+    #[error(
+        "DebugSession {0} changed after it was shown, so nothing was decided: run the command again to see it as it is now"
+    )]
+    Changed(String),
+    #[error("DebugSession {0} as read has no uid, generation or resourceVersion")]
+    Unstored(String),
+    #[error("writing the annotation")]
+    Encode(#[source] serde_json::Error),
     #[error(
         "DebugSession {0} was annotated, but no decision was recorded in spec.approval: \
          is shellcar's admission webhook installed?"
@@ -61,15 +79,17 @@ pub async fn decide(decision: Decision, args: DecideArgs) -> Result<u8, Error> {
         eprintln!("aborted: DebugSession {name} is unchanged");
         return Ok(1);
     }
-    let patch = Patch::Merge(patch_body(decision, &args.reason));
+    let patch = Patch::Merge(patch_body(decision, &session, &args.reason)?);
     // The response is the session as stored after admission, so it carries what the
     // webhook recorded: no second read needed.
     let recorded = api
         .patch(name, &PatchParams::default(), &patch)
         .await
         .map_err(|e| match e {
+            // The resourceVersion sent is not the stored one.
+            kube::Error::Api(status) if status.code == 409 => Error::Changed(name.to_owned()),
             kube::Error::Api(status) if !status.message.is_empty() => {
-                Error::Refused(status.message)
+                Error::Refused(escape(&status.message))
             }
             source => Error::Patch {
                 name: name.to_owned(),
@@ -115,14 +135,63 @@ fn confirmed(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-/// The merge patch that asks the webhook to record `decision`: the annotation, with the
-/// reason as its value.
-fn patch_body(decision: Decision, reason: &str) -> serde_json::Value {
+/// The merge patch that asks the webhook to record `decision` on `session` as it was
+/// shown: the annotation holds its uid, generation and the reason ([`Seen`]), and
+/// `metadata.resourceVersion` makes the API server refuse the patch (409 Conflict) if the
+/// stored session is no longer the one read.
+fn patch_body(
+    decision: Decision,
+    session: &DebugSession,
+    reason: &str,
+) -> Result<serde_json::Value, Error> {
     let annotation = match decision {
         Decision::Approved => naming::APPROVE_ANNOTATION,
         Decision::Rejected => naming::REJECT_ANNOTATION,
     };
-    json!({ "metadata": { "annotations": { annotation: reason } } })
+    let unstored = || Error::Unstored(session.name_any());
+    let seen = Seen::of(session, reason).ok_or_else(unstored)?;
+    let version = session.resource_version().ok_or_else(unstored)?;
+    let value = seen.to_annotation().map_err(Error::Encode)?;
+    Ok(json!({
+        "metadata": {
+            "resourceVersion": version,
+            "annotations": { annotation: value },
+        }
+    }))
+}
+
+/// `text` with every character that could move the cursor, change colours, clear the
+/// screen or reorder what is shown (control characters, bidirectional overrides,
+/// invisible format characters) and every backslash written as a Rust escape (`\u{1b}`,
+/// `\n`, `\\`), so that what the requester wrote is printed as it is and nothing else.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            // Quotes print as they are; `escape_debug` would add a backslash.
+            '"' | '\'' => out.push(c),
+            // Not `\0`, which would run into a digit after it.
+            '\0' => out.push_str("\\u{0}"),
+            // Whatever `{:?}` would not print as it is: control and format characters,
+            // unassigned and private-use ones, separators other than the space.
+            c => out.extend(c.escape_debug()),
+        }
+    }
+    out
+}
+
+/// A list item as a quoted, escaped string (`"sleep 1d"`), so that where one item ends
+/// and the next begins shows.
+fn quoted(item: &str) -> String {
+    format!("{item:?}")
+}
+
+fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| quoted(i))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `approved by alice at 2025-03-01T10:00:00Z: reason`.
@@ -131,11 +200,15 @@ fn describe(approval: &Approval) -> String {
         Decision::Approved => "approved",
         Decision::Rejected => "rejected",
     };
-    let mut out = format!("{decided} by {} at {}", approval.approver, approval.time.0);
+    let mut out = format!(
+        "{decided} by {} at {}",
+        escape(&approval.approver),
+        approval.time.0
+    );
     if approval.reason.is_empty() {
         out.push_str(" (no reason given)");
     } else {
-        let _ = write!(out, ": {}", approval.reason);
+        let _ = write!(out, ": {}", escape(&approval.reason));
     }
     out
 }
@@ -165,30 +238,44 @@ fn why_not_awaiting(session: &DebugSession) -> Option<String> {
         phase.as_str()
     );
     if let Some(policy) = status.and_then(|s| s.policy.as_deref()) {
-        let _ = write!(why, " (policy {policy})");
+        let _ = write!(why, " (policy {})", escape(policy));
     }
     if let Some(message) = status.and_then(|s| s.message.as_deref()) {
-        let _ = write!(why, ": {message}");
+        let _ = write!(why, ": {}", escape(message));
     }
     Some(why)
 }
 
-/// What an approver should see before deciding: the request, who made it, the policy
-/// that admits it, and what the debugger will be able to read.
+/// What an approver should see before deciding: the session (which the decision is bound
+/// to), every field of the request that changes what the debugger can do, who asked, the
+/// policy that holds it, and what the debugger will be able to read. Every value is
+/// escaped.
 fn summary(session: &DebugSession) -> String {
     let spec = &session.spec;
+    let debugger = &spec.debugger;
     let status = session.status.as_ref();
     let mut out = format!(
         "DebugSession {}/{} awaits approval\n",
-        session.namespace().unwrap_or_default(),
-        session.name_any()
+        escape(&session.namespace().unwrap_or_default()),
+        escape(&session.name_any())
     );
     let mut line = |key: &str, value: &str| {
         let _ = writeln!(out, "  {key:<10} {value}");
     };
-    let mut target = format!("{} {}", spec.target.kind, spec.target.name);
+    line(
+        "session",
+        &format!(
+            "uid {}, generation {} (the decision holds for this one only)",
+            escape(session.metadata.uid.as_deref().unwrap_or("unknown")),
+            session
+                .metadata
+                .generation
+                .map_or("unknown".to_owned(), |g| g.to_string())
+        ),
+    );
+    let mut target = format!("{} {}", spec.target.kind, escape(&spec.target.name));
     if let Some(container) = &spec.target.container {
-        let _ = write!(target, ", container {container}");
+        let _ = write!(target, ", container {}", escape(container));
     }
     line("target", &target);
     let mode = match status.and_then(|s| s.mode) {
@@ -198,41 +285,125 @@ fn summary(session: &DebugSession) -> String {
         _ => spec.mode.to_string(),
     };
     line("mode", &mode);
-    line("profile", &format!("{:?}", spec.debugger.profile));
+    line("pods", &format!("{:?}", spec.pods));
+    line("profile", &format!("{:?}", debugger.profile));
     line(
         "image",
-        spec.debugger
+        &debugger
             .image
             .as_deref()
-            .unwrap_or("the operator's --default-image"),
+            .map_or("the operator's --default-image".to_owned(), escape),
     );
-    let command: Vec<&str> = [&spec.debugger.command, &spec.debugger.args]
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(String::as_str)
-        .collect();
-    if !command.is_empty() {
-        line("command", &command.join(" "));
+    let (command, args) = match (&debugger.command, &debugger.args) {
+        (Some(command), args) => (quoted_list(command), args.as_deref().map(quoted_list)),
+        (None, Some(args)) => ("the image's entrypoint".to_owned(), Some(quoted_list(args))),
+        (None, None) => (
+            r#"the default shell ("sh" "-c" "while true; do sh; done")"#.to_owned(),
+            None,
+        ),
+    };
+    line("command", &command);
+    line("args", args.as_deref().unwrap_or("none"));
+    let env = env(debugger.env.as_deref().unwrap_or_default());
+    match env.split_first() {
+        None => line("env", "none"),
+        Some((first, rest)) => {
+            line("env", first);
+            for more in rest {
+                line("", more);
+            }
+        }
     }
-    line("ttl", &format!("{}, counted from approval", spec.ttl));
+    line("resources", &resources(debugger.resources.as_ref()));
+    line(
+        "teardown",
+        &format!(
+            "ephemeral {:?} (what happens to a pod with an ephemeral debugger)",
+            spec.teardown.ephemeral
+        ),
+    );
+    line(
+        "ttl",
+        &format!("{}, counted from approval", escape(&spec.ttl)),
+    );
     let requester = match &spec.requester {
-        Some(r) if r.groups.is_empty() => r.username.clone(),
-        Some(r) => format!("{} (groups: {})", r.username, r.groups.join(", ")),
+        Some(r) if r.groups.is_empty() => escape(&r.username),
+        Some(r) => format!(
+            "{} (groups: {})",
+            escape(&r.username),
+            escape(&r.groups.join(", "))
+        ),
         None => "not recorded".to_owned(),
     };
     line("requester", &requester);
     line(
         "policy",
-        status
+        &status
             .and_then(|s| s.policy.as_deref())
-            .unwrap_or("not reported yet"),
+            .map_or("not reported yet".to_owned(), escape),
     );
     if let Some(message) = status.and_then(|s| s.message.as_deref()) {
-        line("status", message);
+        line("status", &escape(message));
     }
     out.push_str(&exposure(session));
     out
+}
+
+/// One line per env var of the debugger: a literal value, quoted, or where the value
+/// comes from.
+fn env(vars: &[EnvVar]) -> Vec<String> {
+    vars.iter()
+        .map(|var| {
+            let name = escape(&var.name);
+            let from = var.value_from.as_ref();
+            if let Some(s) = from.and_then(|f| f.secret_key_ref.as_ref()) {
+                format!(
+                    "{name} from Secret {}, key {}",
+                    escape(&s.name),
+                    escape(&s.key)
+                )
+            } else if let Some(c) = from.and_then(|f| f.config_map_key_ref.as_ref()) {
+                format!(
+                    "{name} from ConfigMap {}, key {}",
+                    escape(&c.name),
+                    escape(&c.key)
+                )
+            } else if let Some(f) = from.and_then(|f| f.field_ref.as_ref()) {
+                format!("{name} from the pod's field {}", escape(&f.field_path))
+            } else if let Some(r) = from.and_then(|f| f.resource_field_ref.as_ref()) {
+                format!("{name} from the container's {}", escape(&r.resource))
+            } else if from.is_some() {
+                format!("{name} from a source this client does not know")
+            } else {
+                format!(
+                    "{name} = {}",
+                    quoted(var.value.as_deref().unwrap_or_default())
+                )
+            }
+        })
+        .collect()
+}
+
+/// `requests cpu 100m, memory 64Mi; limits memory 128Mi`, or `none set`.
+fn resources(resources: Option<&ResourceRequirements>) -> String {
+    let parts: Vec<String> = [
+        ("requests", resources.and_then(|r| r.requests.as_ref())),
+        ("limits", resources.and_then(|r| r.limits.as_ref())),
+    ]
+    .into_iter()
+    .filter_map(|(what, quantities)| {
+        let items: Vec<String> = quantities?
+            .iter()
+            .map(|(name, q)| format!("{} {}", escape(name), escape(&q.0)))
+            .collect();
+        (!items.is_empty()).then(|| format!("{what} {}", items.join(", ")))
+    })
+    .collect();
+    if parts.is_empty() {
+        "none set".to_owned()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// `status.exposure`, readable; says so when it is empty or not computed yet.
@@ -248,7 +419,8 @@ fn exposure(session: &DebugSession) -> String {
             "not computed yet: the operator has not reported on this session"
         } else {
             "nothing listed: the target names no Secret env vars, Secret or projected \
-             volumes, ServiceAccount token or hostPath mounts, or it does not exist yet"
+             volumes, ServiceAccount token, hostPath mounts, node namespaces, privileged \
+             containers or added capabilities, or it does not exist yet"
         };
         return format!("{HEAD}: {why}.\n{PROC_NOTE}");
     }
@@ -266,7 +438,7 @@ const PROC_NOTE: &str = "Besides, every process's environment, arguments and fil
                          readable through /proc.\n";
 
 fn render_container(exposure: &Exposure) -> String {
-    let mut out = format!("  container {}\n", exposure.container);
+    let mut out = format!("  container {}\n", escape(&exposure.container));
     let mut line = |key: &str, value: String| {
         let _ = writeln!(out, "    {key:<16} {value}");
     };
@@ -275,7 +447,7 @@ fn render_container(exposure: &Exposure) -> String {
         let vars: Vec<String> = exposure
             .secret_env
             .iter()
-            .map(|v| format!("{} (Secret {})", v.name, v.secret))
+            .map(|v| format!("{} (Secret {})", escape(&v.name), escape(&v.secret)))
             .collect();
         line("Secret env vars", vars.join(", "));
         empty = false;
@@ -283,7 +455,7 @@ fn render_container(exposure: &Exposure) -> String {
     if !exposure.secret_env_from.is_empty() {
         line(
             "env from Secrets",
-            exposure.secret_env_from.join(", ") + " (every key)",
+            escape(&exposure.secret_env_from.join(", ")) + " (every key)",
         );
         empty = false;
     }
@@ -294,12 +466,37 @@ fn render_container(exposure: &Exposure) -> String {
     if let Some(token) = &exposure.service_account_token {
         line(
             "token",
-            format!("ServiceAccount {} at {}", token.service_account, token.path),
+            format!(
+                "ServiceAccount {} at {}",
+                escape(&token.service_account),
+                escape(&token.path)
+            ),
         );
         empty = false;
     }
     if !exposure.host_paths.is_empty() {
         line("hostPath", mounts(&exposure.host_paths));
+        empty = false;
+    }
+    if !exposure.host_namespaces.is_empty() {
+        line(
+            "node namespaces",
+            escape(&exposure.host_namespaces.join(", ")),
+        );
+        empty = false;
+    }
+    if exposure.privileged {
+        line(
+            "privileged",
+            "yes: every capability, and the node's devices".to_owned(),
+        );
+        empty = false;
+    }
+    if !exposure.added_capabilities.is_empty() {
+        line(
+            "capabilities",
+            escape(&exposure.added_capabilities.join(", ")) + " (added)",
+        );
         empty = false;
     }
     if empty {
@@ -311,7 +508,14 @@ fn render_container(exposure: &Exposure) -> String {
 fn mounts(mounts: &[Mount]) -> String {
     let mounts: Vec<String> = mounts
         .iter()
-        .map(|m| format!("{} at {} ({})", m.volume, m.path, m.source))
+        .map(|m| {
+            format!(
+                "{} at {} ({})",
+                escape(&m.volume),
+                escape(&m.path),
+                escape(&m.source)
+            )
+        })
         .collect();
     mounts.join(", ")
 }
@@ -320,9 +524,11 @@ fn mounts(mounts: &[Mount]) -> String {
 fn outcome(session: &DebugSession, decision: Decision) -> Result<String, Error> {
     let name = session.name_any();
     match &session.spec.approval {
-        Some(approval) if approval.decision == decision => {
-            Ok(format!("DebugSession {name} {}", describe(approval)))
-        }
+        Some(approval) if approval.decision == decision => Ok(format!(
+            "DebugSession {} {}",
+            escape(&name),
+            describe(approval)
+        )),
         Some(approval) => Err(Error::NotAwaiting(format!(
             "DebugSession {name} was meanwhile {}",
             describe(approval)
@@ -332,212 +538,4 @@ fn outcome(session: &DebugSession, decision: Decision) -> Result<String, Error> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session(yaml: &str) -> DebugSession {
-        serde_yaml::from_str(yaml).unwrap()
-    }
-
-    const AWAITING: &str = r#"
-apiVersion: debug.shellcar.dev/v1alpha1
-kind: DebugSession
-metadata: {name: web-debug, namespace: shop}
-spec:
-  target: {kind: Deployment, name: web, container: nginx}
-  debugger: {image: "registry.example/tools/busybox:1.36", profile: Baseline}
-  ttl: 30m
-  requester: {username: jane, groups: [dev, "system:authenticated"]}
-status:
-  phase: AwaitingApproval
-  policy: prod
-  mode: Sidecar
-  target: {kind: Deployment, name: web, uid: u1}
-  message: waiting for approval until 2025-03-01T10:30:00Z
-  exposure:
-    - container: nginx
-      secretEnv: [{name: DB_PASSWORD, secret: db}]
-      secretEnvFrom: [api-keys]
-      secretVolumes: [{volume: tls, path: /etc/tls, source: Secret web-tls}]
-      serviceAccountToken:
-        serviceAccount: web
-        path: /var/run/secrets/kubernetes.io/serviceaccount
-      hostPaths: [{volume: logs, path: /var/log/app, source: /var/log}]
-    - container: init
-"#;
-
-    #[test]
-    fn summary_names_the_request_the_requester_the_policy_and_the_exposure() {
-        let text = summary(&session(AWAITING));
-        let expected = [
-            "DebugSession shop/web-debug awaits approval",
-            "  target     Deployment web, container nginx",
-            "  mode       Auto (resolves to Sidecar)",
-            "  profile    Baseline",
-            "  image      registry.example/tools/busybox:1.36",
-            "  ttl        30m, counted from approval",
-            "  requester  jane (groups: dev, system:authenticated)",
-            "  policy     prod",
-            "  status     waiting for approval until 2025-03-01T10:30:00Z",
-            "What the debugger can read through the shared process namespace (status.exposure):",
-            "  container nginx",
-            "    Secret env vars  DB_PASSWORD (Secret db)",
-            "    env from Secrets api-keys (every key)",
-            "    Secret volumes   tls at /etc/tls (Secret web-tls)",
-            "    token            ServiceAccount web at /var/run/secrets/kubernetes.io/serviceaccount",
-            "    hostPath         logs at /var/log/app (/var/log)",
-            "  container init",
-            "    nothing listed",
-            "Besides, every process's environment, arguments and files are readable through /proc.",
-        ];
-        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
-    }
-
-    #[test]
-    fn summary_says_what_is_defaulted_or_unknown() {
-        let text = summary(&session(
-            r#"
-metadata: {name: s, namespace: shop}
-spec:
-  target: {kind: Pod, name: p}
-  debugger: {command: [sh, -c], args: ["sleep 1d"]}
-status: {phase: AwaitingApproval}
-"#,
-        ));
-        assert!(text.contains("  target     Pod p\n"), "{text}");
-        assert!(text.contains("  mode       Auto\n"), "{text}");
-        assert!(
-            text.contains("  image      the operator's --default-image\n"),
-            "{text}"
-        );
-        assert!(text.contains("  command    sh -c sleep 1d\n"), "{text}");
-        assert!(
-            text.contains("  ttl        1h, counted from approval\n"),
-            "{text}"
-        );
-        assert!(text.contains("  requester  not recorded\n"), "{text}");
-        assert!(text.contains("  policy     not reported yet\n"), "{text}");
-        assert!(
-            text.contains(": nothing listed: the target names no Secret env vars"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn empty_exposure_is_told_apart_from_one_not_computed() {
-        let base = r#"
-metadata: {name: s, namespace: shop}
-spec: {target: {kind: Pod, name: p}}
-"#;
-        let none = session(base);
-        assert!(exposure(&none).contains("not computed yet: the operator has not reported"));
-        // While it awaits approval, the operator has looked, target or no target.
-        let looked = session(&format!("{base}status: {{phase: AwaitingApproval}}\n"));
-        let text = exposure(&looked);
-        assert!(text.starts_with("What the debugger can read"), "{text}");
-        assert!(
-            text.contains(": nothing listed: the target names no"),
-            "{text}"
-        );
-        assert!(!text.contains("not computed"), "{text}");
-    }
-
-    #[test]
-    fn only_a_session_awaiting_approval_can_be_decided() {
-        assert_eq!(why_not_awaiting(&session(AWAITING)), None);
-
-        let approved = AWAITING.replace(
-            "  requester:",
-            "  approval: {decision: Approved, approver: bob, reason: incident 42, \
-             time: \"2025-03-01T10:05:00Z\"}\n  requester:",
-        );
-        assert_eq!(
-            why_not_awaiting(&session(&approved)).as_deref(),
-            Some(
-                "DebugSession web-debug was already approved by bob at \
-                 2025-03-01T10:05:00Z: incident 42"
-            )
-        );
-
-        let active = AWAITING
-            .replace("phase: AwaitingApproval", "phase: Active")
-            .replace("policy: prod", "policy: (built-in)")
-            .replace(
-                "waiting for approval until 2025-03-01T10:30:00Z",
-                "debugger running",
-            );
-        assert_eq!(
-            why_not_awaiting(&session(&active)).as_deref(),
-            Some(
-                "DebugSession web-debug is in phase Active, not AwaitingApproval \
-                 (policy (built-in)): debugger running"
-            )
-        );
-
-        let new = session("metadata: {name: s}\nspec: {target: {kind: Pod, name: p}}\n");
-        let why = why_not_awaiting(&new).unwrap();
-        assert!(why.contains("has no phase yet"), "{why}");
-    }
-
-    #[test]
-    fn only_y_or_yes_confirms() {
-        for yes in ["y", "Y", "yes", "YES", " yes\n", "y\r\n"] {
-            assert!(confirmed(yes), "{yes:?}");
-        }
-        for no in [
-            "", "\n", "n", "no", "N", "yess", "ye", "sure", "y es", "oui",
-        ] {
-            assert!(!confirmed(no), "{no:?}");
-        }
-        assert_eq!(
-            question(Decision::Approved, "web-debug"),
-            "Approve session web-debug"
-        );
-        assert_eq!(
-            question(Decision::Rejected, "web-debug"),
-            "Reject session web-debug"
-        );
-    }
-
-    #[test]
-    fn patch_sets_the_annotation_to_the_reason() {
-        assert_eq!(
-            patch_body(Decision::Approved, "incident 42"),
-            json!({"metadata": {"annotations": {"debug.shellcar.dev/approve": "incident 42"}}})
-        );
-        assert_eq!(
-            patch_body(Decision::Rejected, ""),
-            json!({"metadata": {"annotations": {"debug.shellcar.dev/reject": ""}}})
-        );
-    }
-
-    #[test]
-    fn outcome_reports_who_is_recorded() {
-        let recorded = |decision: &str, reason: &str| {
-            session(&AWAITING.replace(
-                "  requester:",
-                &format!(
-                    "  approval: {{decision: {decision}, approver: bob, reason: \"{reason}\", \
-                     time: \"2025-03-01T10:05:00Z\"}}\n  requester:"
-                ),
-            ))
-        };
-        assert_eq!(
-            outcome(&recorded("Approved", "incident 42"), Decision::Approved).unwrap(),
-            "DebugSession web-debug approved by bob at 2025-03-01T10:05:00Z: incident 42"
-        );
-        assert_eq!(
-            outcome(&recorded("Rejected", ""), Decision::Rejected).unwrap(),
-            "DebugSession web-debug rejected by bob at 2025-03-01T10:05:00Z (no reason given)"
-        );
-        let raced = outcome(&recorded("Rejected", "no"), Decision::Approved).unwrap_err();
-        assert_eq!(
-            raced.to_string(),
-            "DebugSession web-debug was meanwhile rejected by bob at 2025-03-01T10:05:00Z: no"
-        );
-        assert!(matches!(
-            outcome(&session(AWAITING), Decision::Approved),
-            Err(Error::NotRecorded(name)) if name == "web-debug"
-        ));
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 //!
 //! It talks to the API server only, as the user at the terminal; the operator and its
 //! webhook do the rest. Nothing in the operator's core uses this module.
+//! It depends on `cli`, `crd`, `naming`, `ttl` and `api_error` only.
 
 pub mod approve;
 pub mod attach;
@@ -14,8 +15,9 @@ pub mod sessions;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 
+use crate::api_error::ApiError;
 use crate::cli::ConnectArgs;
-use crate::crd::{DebugSession, TargetKind};
+use crate::crd::DebugSession;
 
 /// Why no client could be built from the kubeconfig.
 #[derive(Debug, thiserror::Error)]
@@ -99,195 +101,18 @@ pub(crate) fn kubectl_flags(args: &ConnectArgs) -> Vec<String> {
     flags
 }
 
-/// A target as written on the command line: `deploy/web`, `pod/x`, or a bare pod name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TargetRef {
-    pub kind: TargetKind,
-    pub name: String,
-}
-
-/// The spellings `debug` accepts, as in `kubectl`: singular, plural and short names, with
-/// or without the API group (`deployment.apps/web`).
-const KINDS: [(TargetKind, &[&str], &str); 5] = [
-    (
-        TargetKind::Deployment,
-        &["deploy", "deployment", "deployments"],
-        "apps",
-    ),
-    (
-        TargetKind::StatefulSet,
-        &["sts", "statefulset", "statefulsets"],
-        "apps",
-    ),
-    (
-        TargetKind::DaemonSet,
-        &["ds", "daemonset", "daemonsets"],
-        "apps",
-    ),
-    (
-        TargetKind::ReplicaSet,
-        &["rs", "replicaset", "replicasets"],
-        "apps",
-    ),
-    (TargetKind::Pod, &["po", "pod", "pods"], ""),
-];
-
-/// Why a target could not be read.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
-    #[error("target {0:?} names no object: write KIND/NAME (deploy/web) or a pod name")]
-    NoName(String),
-    #[error(
-        "cannot debug a {kind:?}: the kinds are deploy (deployment), sts (statefulset), \
-         ds (daemonset), rs (replicaset) and pod, or a bare pod name"
-    )]
-    UnknownKind { kind: String },
-}
-
-impl std::str::FromStr for TargetRef {
-    type Err = TargetError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let Some((kind, name)) = s.split_once('/') else {
-            if s.is_empty() {
-                return Err(TargetError::NoName(s.to_owned()));
-            }
-            return Ok(TargetRef {
-                kind: TargetKind::Pod,
-                name: s.to_owned(),
-            });
-        };
-        if name.is_empty() || name.contains('/') {
-            return Err(TargetError::NoName(s.to_owned()));
-        }
-        let lower = kind.to_ascii_lowercase();
-        let (resource, group) = lower.split_once('.').unwrap_or((&lower, ""));
-        let kind = KINDS
-            .iter()
-            .find(|(_, names, g)| names.contains(&resource) && (group.is_empty() || group == *g))
-            .map(|(kind, _, _)| *kind)
-            .ok_or_else(|| TargetError::UnknownKind {
-                kind: kind.to_owned(),
-            })?;
-        Ok(TargetRef {
-            kind,
-            name: name.to_owned(),
-        })
-    }
-}
-
-impl std::fmt::Display for TargetRef {
-    /// The short form `kubectl` users type: `deploy/web`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", short_kind(self.kind), self.name)
-    }
-}
-
-/// `deploy`, `sts`, `ds`, `rs` or `pod`.
-pub fn short_kind(kind: TargetKind) -> &'static str {
-    match kind {
-        TargetKind::Deployment => "deploy",
-        TargetKind::StatefulSet => "sts",
-        TargetKind::DaemonSet => "ds",
-        TargetKind::ReplicaSet => "rs",
-        TargetKind::Pod => "pod",
-    }
-}
-
 /// The message the API server (a webhook, RBAC, validation) gave for refusing a request,
-/// if it gave one.
+/// if it gave one. A refusal or a conflict carries it; any other answer of the API server
+/// that says something (not found, a webhook that failed) is shown with its message too:
+/// it tells the person at the terminal more than the error's code.
 pub(crate) fn refusal(error: &kube::Error) -> Option<String> {
-    match error {
-        kube::Error::Api(status) if !status.message.is_empty() => Some(status.message.clone()),
-        _ => None,
-    }
+    let message = match (ApiError::of(error).message(), error) {
+        (Some(message), _) => message.to_owned(),
+        (None, kube::Error::Api(status)) => status.message.clone(),
+        (None, _) => return None,
+    };
+    (!message.is_empty()).then_some(message)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target(s: &str) -> Result<TargetRef, TargetError> {
-        s.parse()
-    }
-
-    #[test]
-    fn targets_read_as_kubectl_writes_them() {
-        let cases = [
-            ("deploy/web", TargetKind::Deployment, "web"),
-            ("deployment/web", TargetKind::Deployment, "web"),
-            ("deployments/web", TargetKind::Deployment, "web"),
-            ("deployment.apps/web", TargetKind::Deployment, "web"),
-            ("Deployment/web", TargetKind::Deployment, "web"),
-            ("sts/db", TargetKind::StatefulSet, "db"),
-            ("statefulset.apps/db", TargetKind::StatefulSet, "db"),
-            ("ds/agent", TargetKind::DaemonSet, "agent"),
-            ("daemonsets/agent", TargetKind::DaemonSet, "agent"),
-            ("rs/x", TargetKind::ReplicaSet, "x"),
-            ("replicaset/x", TargetKind::ReplicaSet, "x"),
-            ("pod/x", TargetKind::Pod, "x"),
-            ("po/x", TargetKind::Pod, "x"),
-            ("pods/x", TargetKind::Pod, "x"),
-            ("web-7d4b9c-abcde", TargetKind::Pod, "web-7d4b9c-abcde"),
-        ];
-        for (input, kind, name) in cases {
-            assert_eq!(
-                target(input),
-                Ok(TargetRef {
-                    kind,
-                    name: name.to_owned()
-                }),
-                "{input}"
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_kinds_and_missing_names_are_refused_with_the_accepted_kinds() {
-        let err = target("svc/web").unwrap_err();
-        assert_eq!(
-            err,
-            TargetError::UnknownKind {
-                kind: "svc".to_owned()
-            }
-        );
-        let text = err.to_string();
-        for kind in ["deploy", "sts", "ds", "rs", "pod"] {
-            assert!(text.contains(kind), "{text}");
-        }
-        // A workload kind under the wrong group, and a pod under a group, are not theirs.
-        assert!(target("deployment.batch/web").is_err());
-        assert!(target("pod.apps/x").is_err());
-        assert!(target("cronjob/nightly").is_err());
-        for bad in ["", "deploy/", "deploy/a/b"] {
-            assert!(
-                matches!(target(bad), Err(TargetError::NoName(_))),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn targets_print_in_the_short_form() {
-        assert_eq!(
-            target("deployment.apps/web").unwrap().to_string(),
-            "deploy/web"
-        );
-        assert_eq!(target("statefulsets/db").unwrap().to_string(), "sts/db");
-        assert_eq!(target("x").unwrap().to_string(), "pod/x");
-    }
-
-    #[test]
-    fn kubectl_gets_the_same_kubeconfig_and_context() {
-        let args = ConnectArgs {
-            namespace: Some("shop".to_owned()),
-            context: Some("prod".to_owned()),
-            kubeconfig: Some("/tmp/kc".into()),
-        };
-        assert_eq!(
-            kubectl_flags(&args),
-            ["--kubeconfig=/tmp/kc", "--context=prod"]
-        );
-        assert!(kubectl_flags(&ConnectArgs::default()).is_empty());
-    }
-}
+mod tests;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::crd::conditions::READY;
 use crate::crd::{DebugSession, Phase};
-use crate::status;
 
 /// Progress of a wait, on stderr, so that stdout keeps only what scripts read.
 pub(crate) struct Progress {
@@ -96,5 +96,5 @@ pub(crate) fn phase_line(session: &DebugSession) -> String {
 /// The reason of the session's Ready condition (which Stalled and Reconciling share).
 pub(crate) fn reason(session: &DebugSession) -> Option<String> {
     let status = session.status.as_ref()?;
-    status::condition(status, status::READY).map(|c| c.reason.clone())
+    status.condition(READY).map(|c| c.reason.clone())
 }

@@ -11,9 +11,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod approval;
 mod policy;
 
-pub use policy::{ApprovalRule, DebugPolicy, DebugPolicySpec, DebugPolicyStatus};
+pub use approval::Seen;
+pub use policy::{
+    Access, ApprovalRule, Approvers, DebugPolicy, DebugPolicySpec, DebugPolicyStatus,
+};
 
 /// A request for a debug shell beside the processes of a workload, for a limited time.
 ///
@@ -327,6 +331,21 @@ pub enum Profile {
     SysAdmin,
 }
 
+/// The condition types of a DebugSession's status (kstatus reads Ready, Reconciling and
+/// Stalled).
+pub mod conditions {
+    /// The debugger runs in every pod the session asked for.
+    pub const READY: &str = "Ready";
+    /// The debugger is in place in the target (or a copy of it).
+    pub const INJECTED: &str = "Injected";
+    /// The session's ttl ran out.
+    pub const EXPIRED: &str = "Expired";
+    /// The operator is still working towards the spec.
+    pub const RECONCILING: &str = "Reconciling";
+    /// The operator cannot go on without a change from someone.
+    pub const STALLED: &str = "Stalled";
+}
+
 /// Observed state of a DebugSession, written by the operator.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -410,6 +429,13 @@ pub struct DebugSessionStatus {
     pub target_changes: Vec<TargetChange>,
 }
 
+impl DebugSessionStatus {
+    /// The condition of type `type_` (one of [`conditions`]), if status has it.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
 /// What the debugger can read in one container of the pods it joins.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -431,6 +457,18 @@ pub struct Exposure {
     /// hostPath volumes the container mounts: a window onto the node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_paths: Vec<Mount>,
+    /// The node's namespaces the pod joins (`hostNetwork`, `hostIPC`, `hostPID`): through
+    /// the container's processes the debugger reaches what they reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_namespaces: Vec<String>,
+    /// The container runs privileged: its processes hold every capability and see the
+    /// node's devices.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// Capabilities the container adds (`securityContext.capabilities.add`), which its
+    /// processes hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_capabilities: Vec<String>,
 }
 
 /// An env var filled from a Secret.
@@ -547,73 +585,4 @@ pub struct TargetChange {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use kube::CustomResourceExt;
-
-    #[test]
-    fn minimal_session_gets_defaults() {
-        let spec: DebugSessionSpec =
-            serde_yaml::from_str("target: {kind: Deployment, name: web}").unwrap();
-        assert_eq!(spec.mode, Mode::Auto);
-        assert_eq!(spec.debugger.profile, Profile::General);
-        assert_eq!(spec.ttl, "1h");
-        assert_eq!(spec.target.container, None);
-    }
-
-    #[test]
-    fn unknown_kind_is_rejected_by_the_schema() {
-        let crd = serde_json::to_value(DebugSession::crd()).unwrap();
-        let kinds = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-            ["properties"]["target"]["properties"]["kind"]["enum"];
-        let kinds: Vec<&str> = kinds
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k.as_str().unwrap())
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "Deployment",
-                "StatefulSet",
-                "DaemonSet",
-                "ReplicaSet",
-                "Pod"
-            ]
-        );
-    }
-
-    #[test]
-    fn status_lists_are_maps_keyed_for_server_side_apply() {
-        let crd = serde_json::to_value(DebugSession::crd()).unwrap();
-        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-            ["properties"];
-        assert_eq!(status["conditions"]["x-kubernetes-list-type"], "map");
-        assert_eq!(
-            status["conditions"]["x-kubernetes-list-map-keys"][0],
-            "type"
-        );
-        assert_eq!(status["pods"]["x-kubernetes-list-map-keys"][0], "name");
-    }
-
-    #[test]
-    fn debugger_lists_are_bounded_and_requester_is_a_column() {
-        let crd = serde_json::to_value(DebugSession::crd()).unwrap();
-        let version = &crd["spec"]["versions"][0];
-        let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-        let debugger = &spec["debugger"]["properties"];
-        for list in ["command", "args"] {
-            assert_eq!(debugger[list]["maxItems"], 64, "{list}");
-            assert_eq!(debugger[list]["items"]["maxLength"], 4096, "{list}");
-        }
-        assert_eq!(debugger["env"]["maxItems"], 64);
-        assert_eq!(spec["requester"]["required"][0], "username");
-        let columns = version["additionalPrinterColumns"].as_array().unwrap();
-        assert!(
-            columns
-                .iter()
-                .any(|c| c["name"] == "Requester" && c["jsonPath"] == ".spec.requester.username")
-        );
-    }
-}
+mod tests;

@@ -26,6 +26,7 @@ use super::{Mode, Profile};
     category = "shellcar",
     status = "DebugPolicyStatus",
     doc = "What DebugSessions may do in the namespaces a policy selects, and who must approve them.",
+    printcolumn(name = "Access", type_ = "string", json_path = ".spec.access"),
     printcolumn(
         name = "Approval",
         type_ = "boolean",
@@ -94,6 +95,30 @@ pub struct DebugPolicySpec {
     /// Sign-off before a session starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRule>,
+
+    /// Who may ask for a session, by what they hold on the target. Direct (the default,
+    /// and the built-in default where no policy selects a namespace): the requester must
+    /// be able to make the session's change themselves (`patch` on the workload, on
+    /// `pods/ephemeralcontainers`, or `create` on pods), so shellcar lends nothing.
+    /// Delegated: the requester must hold the verb `debug` on the target (for example
+    /// `debug` on `deployments.apps` `web`, as the ClusterRole `shellcar-debugger`
+    /// grants), and shellcar makes the change with its own power, under this policy and
+    /// its approval; direct power does not count. Either: one or the other. Env from a
+    /// Secret or ConfigMap needs `get` on it in every case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// What a requester must hold on the target for shellcar to debug it for them.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Access {
+    /// The permissions to make the session's change themselves.
+    #[default]
+    Direct,
+    /// The verb `debug` on the target; shellcar acts with its own power.
+    Delegated,
+    /// Either of the two.
+    Either,
 }
 
 /// Whether sessions need approval, and how long one may wait for it.
@@ -101,17 +126,45 @@ pub struct DebugPolicySpec {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRule {
     /// Sessions under this policy wait in phase AwaitingApproval, changing nothing, until
-    /// someone other than the requester who may `approve` debugsessions in the namespace
-    /// approves them (`shellcar approve NAME`, or the annotation
-    /// `debug.shellcar.dev/approve`). The ttl counts from the approval.
+    /// someone other than the requester who may `approve` debugsessions in the namespace,
+    /// and whom `approvers` names, approves them (`shellcar approve NAME`, or the
+    /// annotation `debug.shellcar.dev/approve`). The ttl counts from the approval.
     #[serde(default)]
     pub required: bool,
+
+    /// Who may approve or reject sessions under this policy, besides holding the verb
+    /// `approve` (or `reject`) on debugsessions in the namespace: a user named in `users`,
+    /// or a member of a group in `groups`. A ServiceAccount
+    /// (`system:serviceaccount:<namespace>:<name>`) counts only when `users` names it;
+    /// its groups (such as `system:serviceaccounts`) never do. Absent: anyone but the
+    /// requester who holds the verb, except ServiceAccounts. Present but naming nobody:
+    /// the policy is malformed (reason InvalidApprovers) and admits nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
 
     /// How long a session may wait for approval, such as `1h`; then it fails with reason
     /// NotApproved. Default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]{1,6}(h|m|s))+$"))]
     pub deadline: Option<String>,
+}
+
+/// The people who may decide on sessions under a policy.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// User names as the API server authenticates them, for example `jane@example.com`
+    /// or `system:serviceaccount:ops:release-bot`. The only way a ServiceAccount approves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
+    pub users: Vec<String>,
+
+    /// Groups whose members may decide, for example `oncall`. Groups of ServiceAccounts
+    /// (`system:serviceaccounts`, `system:serviceaccounts:<namespace>`) let no
+    /// ServiceAccount decide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
+    pub groups: Vec<String>,
 }
 
 /// Observed state of a DebugPolicy, written by the operator.

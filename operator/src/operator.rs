@@ -1,0 +1,105 @@
+//! The operator's process: every replica serves metrics, health and the admission webhook;
+//! the leader also runs the controller. Wires [`crate::runtime`], [`crate::admission`] and
+//! [`crate::session`] together from the command line's [`RunArgs`].
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::admission;
+use crate::cli::RunArgs;
+use crate::rules::Policy;
+use crate::runtime::leader::{self, Election};
+use crate::runtime::telemetry::{self, Health, Metrics};
+use crate::runtime::{api_requests, version};
+use crate::session;
+
+/// Runs the operator until SIGTERM or Ctrl+C.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init_tracing(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let client = api_requests::counted_client(&metrics.count_requests())
+        .await
+        .context("no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster)")?;
+    let policy = Policy {
+        default_image: args.default_image,
+        max_ttl: args.max_ttl,
+        allowed_images: args.allowed_images,
+        start_deadline: args.start_deadline,
+    };
+    let election = args.leader_elect.then(|| Election {
+        namespace: args.namespace.clone(),
+        lease: args.lease_name,
+        identity: leader::identity(),
+    });
+    let webhook = admission::Settings {
+        addr: args.webhook_addr,
+        namespace: args.namespace,
+        service: args.webhook_service,
+        secret: args.webhook_secret,
+        mutating: args.mutating_webhook,
+        validating: args.validating_webhook,
+        external_certificate: args.external_certificate,
+    };
+    let health = Arc::new(Health::default());
+    let server = telemetry::serve(
+        args.metrics_addr,
+        args.health_addr,
+        metrics.clone(),
+        health.clone(),
+    );
+    let work = async move {
+        let mut shutdown = Box::pin(shutdown());
+        let supported = tokio::select! {
+            supported = version::check(&client, &health) => supported,
+            () = &mut shutdown => return Ok(()),
+        };
+        if !supported {
+            // Live, not ready, and idle: see version::check.
+            shutdown.await;
+            return Ok(());
+        }
+        let admission = admission::run(client.clone(), webhook, policy.clone(), health.clone());
+        let controller = {
+            let (client, metrics) = (client.clone(), metrics.clone());
+            move |stop| {
+                let term = session::run(client.clone(), policy.clone(), metrics.clone(), stop);
+                async move { term.await.map_err(leader::TermError::from) }
+            }
+        };
+        // Every replica serves metrics, health and the webhook; the controller runs on the
+        // leader only. Shutdown goes through the leader: it stops the controller, releases
+        // the Lease, and then the process exits.
+        let controller = leader::run(client, election, metrics, health, controller, shutdown);
+        tokio::select! {
+            result = controller => result.context("running the controller"),
+            result = admission => result.context("serving the admission webhook"),
+        }
+    };
+    tokio::select! {
+        result = server => result.context("serving metrics and health")?,
+        result = work => result?,
+    }
+    Ok(())
+}
+
+/// Resolves at SIGTERM (the kubelet stopping the pod) or Ctrl+C.
+async fn shutdown() {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot handle SIGTERM; Ctrl+C still shuts down");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = terminate => info!("SIGTERM: shutting down"),
+        Ok(()) = tokio::signal::ctrl_c() => info!("Ctrl+C: shutting down"),
+    }
+}

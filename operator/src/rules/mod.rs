@@ -1,0 +1,31 @@
+//! The judgments both front doors share, as pure functions: whether a spec is valid
+//! ([`validate`]), which DebugPolicy admits a session ([`policy`]), what Pod Security
+//! allows ([`podsecurity`]), what each profile grants ([`profile`]), which permissions a
+//! session stands in for ([`access`]), approval ([`approval`]), what a debugger can read
+//! ([`exposure`]), and the three of them together ([`govern`]). Nothing here does I/O.
+
+pub mod access;
+pub mod approval;
+pub mod exposure;
+pub mod govern;
+pub mod podsecurity;
+pub mod policy;
+pub mod profile;
+pub mod validate;
+
+use std::time::Duration;
+
+/// What the operator allows, from its command line.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Image used when a session names none.
+    pub default_image: String,
+    /// Longest ttl a session may ask for.
+    pub max_ttl: Duration,
+    /// How long a session may go without a running debugger before it fails with
+    /// StartTimeout and is torn down.
+    pub start_deadline: Duration,
+    /// Images a debugger may use, as prefixes that end on a `/` or `:` boundary, where no
+    /// DebugPolicy names its own; empty allows every image.
+    pub allowed_images: Vec<String>,
+}

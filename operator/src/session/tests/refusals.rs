@@ -1,0 +1,93 @@
+//! Refused sessions: a refusal tears down whatever the session may have changed, fails
+//! the session with a condition and an Event, and waits for a change to the spec.
+
+use kube::runtime::controller::Action;
+
+use crate::crd::Phase;
+use crate::session::fixtures::{condition, context, session, start};
+use crate::session::status::{READY, STALLED};
+
+#[tokio::test]
+async fn a_requester_without_the_permission_is_refused_and_nothing_is_applied() {
+    let (ctx, mut server) = context();
+    let session = session("target: {kind: Deployment, name: web}", 600);
+    let reconciling = start(&session, &ctx);
+
+    server.discovery().await;
+    server.access_review(false).await;
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "Forbidden"));
+    assert_eq!(condition(&status, STALLED), ("True", "Forbidden"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some(
+            "user \"jane\" may not patch deployments.apps \"web\" in namespace \"shop\" (needed by mode Sidecar); requested by jane"
+        )
+    );
+    server.event("Warning", "Forbidden").await;
+    let action = server.finish(reconciling).await.unwrap();
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_session_without_a_requester_is_refused_without_asking() {
+    let (ctx, mut server) = context();
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+    session.spec.requester = None;
+    let reconciling = start(&session, &ctx);
+
+    server.discovery().await;
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "NoRequester"));
+    server.event("Warning", "NoRequester").await;
+    server.finish(reconciling).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_session_is_torn_down_and_failed() {
+    let (ctx, mut server) = context();
+    let session = session("{target: {kind: Deployment, name: web}, ttl: 48h}", 60);
+    let reconciling = start(&session, &ctx);
+
+    server.discovery().await;
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("ttl \"48h\" is longer than the maximum of 1day; requested by jane")
+    );
+    assert_eq!(condition(&status, READY), ("False", "TTLTooLong"));
+    assert_eq!(condition(&status, STALLED), ("True", "TTLTooLong"));
+    assert_eq!(status.expires_at, None);
+    server.event("Warning", "TTLTooLong").await;
+
+    let action = server.finish(reconciling).await.unwrap();
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_sidecar_on_a_pod_is_refused_without_reading_any_workload() {
+    let (ctx, mut server) = context();
+    let session = session(
+        "{target: {kind: Pod, name: web-7c9f-x2x8q}, mode: Sidecar}",
+        60,
+    );
+    let reconciling = start(&session, &ctx);
+
+    server.discovery().await;
+    server.pod_teardown().await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, STALLED), ("True", "NotSupported"));
+    server.event("Warning", "NotSupported").await;
+
+    assert_eq!(
+        server.finish(reconciling).await.unwrap(),
+        Action::await_change()
+    );
+}
