@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -22,7 +22,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, Resource, ResourceExt};
-use serde_json::json;
+use serde_json::{Value, json};
 use shellcar::crd::DebugSession;
 
 use crate::kubectl::{self, Scratch};
@@ -38,6 +38,31 @@ const TOKEN_SECONDS: i64 = 2 * 60 * 60;
 pub const SESSION_VERBS: &[&str] = &[
     "create", "get", "list", "watch", "update", "patch", "delete",
 ];
+
+/// The identity of `client`'s user as the API server authenticates it (a
+/// SelfSubjectReview), in `spec.requester`'s shape: what shellcar's webhook stamps, and what
+/// its ValidatingAdmissionPolicy compares a session's requester with.
+pub async fn requester_of(client: &Client) -> Result<Value> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .context("asking the API server who the user is")?;
+    let info = review
+        .status
+        .and_then(|s| s.user_info)
+        .context("the SelfSubjectReview has no userInfo")?;
+    let mut requester = json!({"username": info.username});
+    if let Some(uid) = info.uid.filter(|u| !u.is_empty()) {
+        requester["uid"] = json!(uid);
+    }
+    if let Some(groups) = info.groups.filter(|g| !g.is_empty()) {
+        requester["groups"] = json!(groups);
+    }
+    if let Some(extra) = info.extra.filter(|e| !e.is_empty()) {
+        requester["extra"] = json!(extra);
+    }
+    Ok(requester)
+}
 
 /// The username the API server gives ServiceAccount `name` of `namespace`.
 pub fn service_account_username(namespace: &str, name: &str) -> String {

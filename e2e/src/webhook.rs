@@ -12,10 +12,11 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use shellcar::crd::DebugSession;
 
+use crate::identity::requester_of;
 use crate::wait::{Polled, poll};
 use crate::{Fixture, TIMEOUT};
 
@@ -24,6 +25,8 @@ pub const NO_WEBHOOK_LABEL: &str = "shellcar.dev/e2e-no-webhook";
 /// The webhook configurations as `config/default` names them.
 pub const MUTATING_WEBHOOK: &str = "shellcar-mutating";
 pub const VALIDATING_WEBHOOK: &str = "shellcar-validating";
+/// The annotation in which shellcar's mutating webhook stamps what it recorded.
+pub const STAMP: &str = "debug.shellcar.dev/admitted";
 
 /// The selector requirement that skips labelled namespaces.
 fn exclusion() -> Value {
@@ -45,7 +48,8 @@ struct Patched {
 }
 
 /// While it lives, shellcar's webhooks skip the test's namespace: a DebugSession created
-/// there gets no requester and no admission check. Dropping it (or [`WebhookBypass::remove`])
+/// there gets no requester, no admission stamp and no admission check (the
+/// ValidatingAdmissionPolicy still applies). Dropping it (or [`WebhookBypass::remove`])
 /// puts the webhook configurations back as they were.
 pub struct WebhookBypass {
     client: Client,
@@ -176,9 +180,10 @@ async fn restore(client: &Client, patched: &[Patched]) -> Result<()> {
 }
 
 /// Waits until both webhooks skip namespace `ns`: a dry-run create of a session there is
-/// admitted (the validating webhook would refuse it) and comes back without a requester
-/// (the mutating webhook would set one). The API server picks configuration changes up
-/// asynchronously.
+/// admitted (the validating webhook would refuse it: its target does not exist) and comes
+/// back without the admission stamp (the mutating webhook would add one). The probe names
+/// the admin as its requester, as the ValidatingAdmissionPolicy, which no bypass skips,
+/// requires. The API server picks configuration changes up asynchronously.
 async fn wait_bypassed(client: &Client, ns: &str) -> Result<()> {
     let resource = ApiResource::erase::<DebugSession>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
@@ -186,7 +191,11 @@ async fn wait_bypassed(client: &Client, ns: &str) -> Result<()> {
         "apiVersion": DebugSession::api_version(&()),
         "kind": DebugSession::kind(&()),
         "metadata": {"name": "webhook-bypass-probe"},
-        "spec": {"target": {"kind": "Deployment", "name": "webhook-bypass-probe"}, "ttl": "1m"},
+        "spec": {
+            "target": {"kind": "Deployment", "name": "webhook-bypass-probe"},
+            "ttl": "1m",
+            "requester": requester_of(client).await?,
+        },
     }))?;
     let dry_run = PostParams {
         dry_run: true,
@@ -197,11 +206,8 @@ async fn wait_bypassed(client: &Client, ns: &str) -> Result<()> {
         TIMEOUT,
         || async {
             Ok(match api.create(&dry_run, &probe).await {
-                Ok(created) if created.data["spec"]["requester"].is_null() => Polled::Done(()),
-                Ok(created) => Polled::NotYet(format!(
-                    "the mutating webhook still sets spec.requester: {}",
-                    created.data["spec"]["requester"]
-                )),
+                Ok(created) if created.annotations().get(STAMP).is_none() => Polled::Done(()),
+                Ok(_) => Polled::NotYet("the mutating webhook still stamps the session".to_owned()),
                 Err(kube::Error::Api(e)) => {
                     Polled::NotYet(format!("the dry run is refused: {}", e.message))
                 }

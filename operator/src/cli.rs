@@ -283,6 +283,11 @@ pub struct RunArgs {
     /// Secret that keeps the webhook's CA and serving certificate.
     #[arg(long, default_value = "shellcar-webhook-tls")]
     pub webhook_secret: String,
+    /// Secret that keeps the key of the admission stamp, with which the webhook seals each
+    /// session's requester and approval and the reconciler checks them. Created if absent;
+    /// only the operator should read it.
+    #[arg(long, default_value = "shellcar-admission-key")]
+    pub stamp_secret: String,
     /// MutatingWebhookConfiguration whose caBundle the operator keeps.
     #[arg(long, default_value = "shellcar-mutating")]
     pub mutating_webhook: String,

@@ -10,10 +10,11 @@ use tracing::{info, warn};
 
 use crate::admission;
 use crate::cli::RunArgs;
+use crate::k8s::stamp_key;
 use crate::rules::Policy;
 use crate::runtime::leader::{self, Election};
 use crate::runtime::telemetry::{self, Health, Metrics};
-use crate::runtime::{api_requests, version};
+use crate::runtime::{api_requests, retry, version};
 use crate::session;
 
 /// Runs the operator until SIGTERM or Ctrl+C.
@@ -34,6 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease: args.lease_name,
         identity: leader::identity(),
     });
+    let stamp_secret = (args.namespace.clone(), args.stamp_secret);
     let webhook = admission::Settings {
         addr: args.webhook_addr,
         namespace: args.namespace,
@@ -61,11 +63,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             shutdown.await;
             return Ok(());
         }
-        let admission = admission::run(client.clone(), webhook, policy.clone(), health.clone());
+        // The webhook seals what it records with this key, and the controller checks it.
+        let (namespace, secret) = &stamp_secret;
+        let stamp = retry("keeping the admission stamp key", || {
+            stamp_key::ensure(&client, namespace, secret)
+        })
+        .await;
+        let admission = admission::run(
+            client.clone(),
+            webhook,
+            policy.clone(),
+            stamp.clone(),
+            health.clone(),
+        );
         let controller = {
             let (client, metrics) = (client.clone(), metrics.clone());
             move |stop| {
-                let term = session::run(client.clone(), policy.clone(), metrics.clone(), stop);
+                let term = session::run(
+                    client.clone(),
+                    policy.clone(),
+                    stamp.clone(),
+                    metrics.clone(),
+                    stop,
+                );
                 async move { term.await.map_err(leader::TermError::from) }
             }
         };

@@ -123,6 +123,22 @@ fn the_webhook_fails_closed_for_sessions_only_and_its_rbac_names_it() {
                 rules[0]["operations"],
                 serde_yaml::to_value(["CREATE", "UPDATE"]).unwrap()
             );
+            // The operator's own requests never wait for its webhook.
+            let account = find(&docs, "ServiceAccount");
+            let operator = format!(
+                "system:serviceaccount:{}:{}",
+                account["metadata"]["namespace"].as_str().unwrap(),
+                account["metadata"]["name"].as_str().unwrap()
+            );
+            assert_eq!(
+                hook["matchConditions"],
+                serde_yaml::to_value([serde_json::json!({
+                    "name": "not-the-operator",
+                    "expression": format!("request.userInfo.username != '{operator}'"),
+                })])
+                .unwrap(),
+                "{kind}"
+            );
         }
     }
     // The operator may patch exactly these two configurations, by name.
@@ -245,5 +261,44 @@ fn the_debugger_role_grants_only_debug_and_aggregates_nowhere() {
             "replicasets.apps",
             "statefulsets.apps"
         ]
+    );
+}
+
+#[test]
+fn the_admission_policy_is_bound_and_guards_what_the_operator_relies_on() {
+    let docs = documents(&kustomize("config/default"));
+    let policy = find(&docs, "ValidatingAdmissionPolicy");
+    let binding = find(&docs, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(
+        binding["spec"]["validationActions"],
+        serde_yaml::to_value(["Deny"]).unwrap()
+    );
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let rules = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+    assert_eq!(
+        rules["resources"],
+        serde_yaml::to_value(["debugsessions"]).unwrap()
+    );
+    // The finalizer it guards is the one the operator sets.
+    assert_eq!(
+        policy["spec"]["variables"][0]["expression"],
+        format!("'{}'", shellcar::naming::FINALIZER)
+    );
+    // Only holders of `finalize` remove it, and the operator is one.
+    let role = controller_role(&docs);
+    let sessions = role["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|r| r["resources"][0] == "debugsessions")
+        .expect("a rule for debugsessions");
+    assert!(
+        sessions["verbs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|v| v == "finalize"),
+        "{sessions:?}"
     );
 }

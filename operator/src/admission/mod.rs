@@ -1,19 +1,23 @@
 //! The admission webhook, one of shellcar's two front doors: who asked, whether they may,
 //! what may change, and what the debugger will see.
 //!
-//! The pure decisions are in [`requester`], [`approval`], [`immutable`] and [`warnings`],
-//! beside the rules the reconciler shares ([`crate::rules`]). [`review`] holds the review
-//! logic that combines them, asking through the I/O seam in [`io`]: access checks, the
-//! surroundings, and the dry run that the session's own mode sends
+//! The pure decisions are in [`requester`], [`approval`], [`stamp`], [`immutable`] and
+//! [`warnings`], beside the rules the reconciler shares ([`crate::rules`]). [`review`]
+//! holds the review logic that combines them, asking through the I/O seam in [`io`]:
+//! access checks, the surroundings, and the dry run that the session's own mode sends
 //! ([`crate::session::modes::dry_run`]). [`http`] serves the reviews over HTTPS with the
-//! certificate from [`tls`]; this file keeps that certificate and its caBundle current.
+//! certificate from [`tls`]; this file keeps that certificate current, and
+//! [`configurations`] keeps the webhook configurations trusting it and leaving the
+//! operator's own requests out.
 
 pub mod approval;
+pub mod configurations;
 pub mod http;
 pub mod immutable;
 pub mod io;
 pub mod requester;
 pub mod review;
+pub mod stamp;
 pub mod tls;
 pub mod warnings;
 
@@ -23,10 +27,12 @@ use std::time::Duration;
 
 use axum_server::tls_rustls::RustlsConfig;
 use kube::Client;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::k8s::capabilities::Capabilities;
 use crate::rules::Policy;
+use crate::rules::stamp::Key;
 use crate::runtime::error_chain;
 use crate::runtime::retry;
 use crate::runtime::telemetry::Health;
@@ -39,6 +45,7 @@ pub struct Settings {
     pub namespace: String,
     pub service: String,
     pub secret: String,
+    /// The webhook configurations kept by [`configurations::keep`].
     pub mutating: String,
     pub validating: String,
     /// The certificate is kept by someone else (cert-manager): read the Secret, never
@@ -67,6 +74,7 @@ pub async fn run(
     client: Client,
     settings: Settings,
     policy: Policy,
+    stamp: Key,
     health: Arc<Health>,
 ) -> Result<(), Error> {
     let caps: Capabilities = retry("discovering what the cluster serves", || {
@@ -82,22 +90,40 @@ pub async fn run(
         })
         .await
     } else {
-        let cert = retry("keeping the webhook certificate", || {
+        retry("keeping the webhook certificate", || {
             tls::ensure(&client, &s.namespace, &s.secret, &s.service)
         })
-        .await;
-        retry("patching the webhooks' caBundle", || {
-            tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert)
-        })
-        .await;
-        cert
+        .await
     };
+    // The configurations carry our CA (unless cert-manager injects it) and leave our own
+    // requests out, before the webhook reports ready, and from then on.
+    let exempt = retry("asking who the operator is", || {
+        configurations::own_username(&client)
+    })
+    .await;
+    let wanted = configurations::Wanted {
+        ca_bundle: (!s.external_certificate).then(|| cert.ca_cert.clone()),
+        exempt: exempt.clone(),
+    };
+    retry("putting the webhook configurations right", || {
+        configurations::heal(&client, &s.validating, &s.mutating, &wanted)
+    })
+    .await;
+    let (ca, ca_changes) = watch::channel(wanted.ca_bundle);
+    tokio::spawn(configurations::keep(
+        client.clone(),
+        s.validating.clone(),
+        s.mutating.clone(),
+        exempt,
+        ca_changes,
+    ));
     let config = RustlsConfig::from_config(http::rustls_config(&cert)?);
     tokio::spawn(renew(
         client.clone(),
         settings.clone(),
         cert,
         config.clone(),
+        ca,
     ));
     let webhook = Arc::new(review::Webhook {
         io: io::KubeIo {
@@ -105,6 +131,7 @@ pub async fn run(
         },
         policy,
         capabilities: caps,
+        stamp,
     });
     health.set_webhook_ready();
     info!(addr = %settings.addr, "admission webhook ready");
@@ -112,8 +139,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Renews the serving certificate before it expires, and serves the new one.
-async fn renew(client: Client, s: Settings, mut current: tls::ServingCert, config: RustlsConfig) {
+/// Renews the serving certificate before it expires, and serves the new one; a new CA of
+/// our own goes to `ca`, for [`configurations::keep`].
+async fn renew(
+    client: Client,
+    s: Settings,
+    mut current: tls::ServingCert,
+    config: RustlsConfig,
+    ca: watch::Sender<Option<String>>,
+) {
     loop {
         let cert = if s.external_certificate {
             tokio::time::sleep(EXTERNAL_CHECK).await;
@@ -134,13 +168,18 @@ async fn renew(client: Client, s: Settings, mut current: tls::ServingCert, confi
         if cert == current {
             continue;
         }
-        if !s.external_certificate
-            && cert.ca_cert != current.ca_cert
-            && let Err(e) =
-                tls::patch_ca_bundle(&client, &s.validating, &s.mutating, &cert.ca_cert).await
-        {
-            warn!(error = %error_chain(&e), "patching the webhooks' caBundle");
-            continue;
+        if !s.external_certificate && cert.ca_cert != current.ca_cert {
+            // The configurations trust the new CA before the new certificate is served.
+            ca.send_replace(Some(cert.ca_cert.clone()));
+            let wanted = configurations::Wanted {
+                ca_bundle: Some(cert.ca_cert.clone()),
+                exempt: None,
+            };
+            if let Err(e) = configurations::heal(&client, &s.validating, &s.mutating, &wanted).await
+            {
+                warn!(error = %error_chain(&e), "patching the webhooks' caBundle");
+                continue;
+            }
         }
         match http::rustls_config(&cert) {
             Ok(tls) => {

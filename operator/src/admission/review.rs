@@ -10,13 +10,14 @@
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 use super::io::Io;
-use super::{approval, immutable, requester, warnings};
+use super::{approval, immutable, requester, stamp, warnings};
 use crate::crd::{DebugSession, Requester};
 use crate::k8s::access;
 use crate::k8s::capabilities::Capabilities;
 use crate::rules::Policy;
 use crate::rules::access as access_rules;
 use crate::rules::govern::govern;
+use crate::rules::stamp::Key;
 use crate::rules::validate::{self, Plan};
 use crate::runtime::error_chain;
 use crate::session::modes::DryRun;
@@ -30,12 +31,15 @@ pub struct Webhook<I> {
     pub policy: Policy,
     /// What the cluster serves (ephemeral containers), which decides `mode: Auto`.
     pub capabilities: Capabilities,
+    /// The key that seals what `/mutate` records ([`stamp`]).
+    pub stamp: Key,
 }
 
 /// `/mutate`: on CREATE, `spec.requester` is the user who sent the request; on UPDATE, it
 /// is what the stored object has. `spec.approval` is what the stored object has, unless
 /// the update carries an approver's annotation that passes [`approval::judge`] and a
-/// SubjectAccessReview: then it records their decision.
+/// SubjectAccessReview: then it records their decision. Both are then sealed in the
+/// admission stamp ([`stamp::ops`]).
 pub async fn mutate<I: Io>(
     webhook: &Webhook<I>,
     req: &AdmissionRequest<DebugSession>,
@@ -72,11 +76,27 @@ pub async fn mutate<I: Io>(
         }
         _ => return response,
     };
-    let ops = match ops {
-        Ok(ops) if ops.is_empty() => return response,
+    let mut ops = match ops {
         Ok(ops) => ops,
         Err(e) => return response.deny(format!("building the patch: {e}")),
     };
+    // Then the stamp seals the requester and approval as they now stand.
+    if let Some(object) = &req.object {
+        let namespace = req.namespace.as_deref().unwrap_or_default();
+        match stamp::ops(
+            &webhook.stamp,
+            namespace,
+            req.old_object.as_ref(),
+            object,
+            &ops,
+        ) {
+            Ok(stamped) => ops.extend(stamped),
+            Err(e) => return response.deny(format!("stamping the session: {}", error_chain(&e))),
+        }
+    }
+    if ops.is_empty() {
+        return response;
+    }
     match response.clone().with_patch(json_patch::Patch(ops)) {
         Ok(patched) => patched,
         Err(e) => response.deny(e),

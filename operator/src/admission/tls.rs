@@ -1,25 +1,21 @@
 //! The webhook's own certificate: a CA and a serving certificate for the webhook's Service,
-//! kept in a Secret in the operator's namespace, and the CA patched into the webhook
-//! configurations as their `caBundle`.
+//! kept in a Secret in the operator's namespace. [`super::configurations`] puts the CA into
+//! the webhook configurations as their `caBundle`.
 //!
-//! Generation and the renewal decision are pure; [`ensure`] and [`patch_ca_bundle`] talk
-//! to the API server.
+//! Generation and the renewal decision are pure; [`ensure`] and [`external`] talk to the
+//! API server.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 /// Keys of the Secret: `tls.crt` and `tls.key` as in a `kubernetes.io/tls` Secret, plus the
@@ -49,13 +45,6 @@ pub enum Error {
     NotYet,
     #[error("reading or writing Secret {name}")]
     Secret {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("patching the caBundle of {kind} {name}")]
-    CaBundle {
-        kind: &'static str,
         name: String,
         #[source]
         source: kube::Error,
@@ -371,66 +360,6 @@ pub async fn ensure(
         .as_ref()
         .and_then(ServingCert::from_data)
         .map_or_else(|| generate(&names, SystemTime::now()), Ok)
-}
-
-/// The strategic merge patch that sets `caBundle` to `ca_pem` in each webhook named.
-fn ca_bundle_patch(webhooks: &[String], ca_pem: &str) -> Value {
-    let bundle = ByteString(ca_pem.as_bytes().to_vec());
-    let webhooks: Vec<Value> = webhooks
-        .iter()
-        .map(|name| json!({"name": name, "clientConfig": {"caBundle": bundle}}))
-        .collect();
-    json!({ "webhooks": webhooks })
-}
-
-/// Sets `caBundle` to `ca_pem` in every webhook of ValidatingWebhookConfiguration
-/// `validating` and MutatingWebhookConfiguration `mutating`.
-pub async fn patch_ca_bundle(
-    client: &Client,
-    validating: &str,
-    mutating: &str,
-    ca_pem: &str,
-) -> Result<(), Error> {
-    let params = PatchParams::default();
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let err = |kind: &'static str, name: &str| {
-        let name = name.to_owned();
-        move |source| Error::CaBundle { kind, name, source }
-    };
-    let names: Vec<String> = v
-        .get(validating)
-        .await
-        .map_err(err("ValidatingWebhookConfiguration", validating))?
-        .webhooks
-        .iter()
-        .flatten()
-        .map(|w| w.name.clone())
-        .collect();
-    v.patch(
-        validating,
-        &params,
-        &Patch::Strategic(ca_bundle_patch(&names, ca_pem)),
-    )
-    .await
-    .map_err(err("ValidatingWebhookConfiguration", validating))?;
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let names: Vec<String> = m
-        .get(mutating)
-        .await
-        .map_err(err("MutatingWebhookConfiguration", mutating))?
-        .webhooks
-        .iter()
-        .flatten()
-        .map(|w| w.name.clone())
-        .collect();
-    m.patch(
-        mutating,
-        &params,
-        &Patch::Strategic(ca_bundle_patch(&names, ca_pem)),
-    )
-    .await
-    .map_err(err("MutatingWebhookConfiguration", mutating))?;
-    Ok(())
 }
 
 #[cfg(test)]

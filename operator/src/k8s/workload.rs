@@ -212,9 +212,10 @@ pub async fn read(
 
 /// Slims a workload for the watch cache to what [`Workload::from_dynamic`] reads, so a
 /// cluster of many workloads costs little memory. A workload no session targets
-/// (`targeted` false) keeps only its identity: a session that comes to target it reads
-/// it once from the API server, and its next change (the session's own apply) brings it
-/// into the cache whole.
+/// (`targeted` false) keeps only its identity and its controller (which tells the
+/// ReplicaSets of a Deployment, see [`crate::k8s::owners`]): a session that comes to
+/// target it reads it once from the API server, and its next change (the session's own
+/// apply) brings it into the cache whole.
 pub fn slim(obj: &mut DynamicObject, targeted: bool) {
     let meta = &mut obj.metadata;
     meta.annotations = None;
@@ -222,7 +223,9 @@ pub fn slim(obj: &mut DynamicObject, targeted: bool) {
     meta.finalizers = None;
     if !targeted {
         meta.managed_fields = None;
-        meta.owner_references = None;
+        if let Some(refs) = meta.owner_references.as_mut() {
+            refs.retain(|o| o.controller == Some(true));
+        }
         obj.data = serde_json::json!({});
         return;
     }

@@ -7,13 +7,17 @@
 //! ([`crate::admission`]), which checks the approver with these rules; `shellcar approve`
 //! ([`crate::client::approve`]) writes the annotation.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 
 use crate::crd::{Approval, Approvers, DebugSession, Decision, Requester, Seen};
 use crate::rules::policy::Admitted;
 use crate::rules::validate::Invalid;
 use crate::ttl;
+
+/// How far ahead of this replica's clock an approval's time may be: the webhook that
+/// recorded it may run on another node whose clock is a little ahead.
+const CLOCK_SKEW: SignedDuration = SignedDuration::from_secs(60);
 
 /// The start of every ServiceAccount's user name, as the API server authenticates it.
 const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
@@ -135,7 +139,9 @@ pub enum Gate {
 /// `approval` (if any), at `now`.
 ///
 /// A rejection closes the gate whatever the policy says now; an approval opens it and its
-/// time starts the ttl, even if the policy no longer asks for one.
+/// time starts the ttl, even if the policy no longer asks for one. An approval dated in
+/// the future (beyond [`CLOCK_SKEW`]) was not made by anyone: it closes the gate, since it
+/// would stretch the ttl.
 pub fn gate(
     admitted: &Admitted,
     approval: Option<&Approval>,
@@ -147,6 +153,11 @@ pub fn gate(
             Gate::Closed(Invalid::ApprovalRejected {
                 approver: a.approver.clone(),
                 reason: a.reason.clone(),
+            })
+        }
+        (Some(a), _) if a.time.0.duration_since(now) > CLOCK_SKEW => {
+            Gate::Closed(Invalid::ApprovalInFuture {
+                time: a.time.0.to_string(),
             })
         }
         (Some(a), _) => Gate::Open { start: a.time.0 },

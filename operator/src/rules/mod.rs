@@ -1,8 +1,9 @@
 //! The judgments both front doors share, as pure functions: whether a spec is valid
 //! ([`validate`]), which DebugPolicy admits a session ([`policy`]), what Pod Security
 //! allows ([`podsecurity`]), what each profile grants ([`profile`]), which permissions a
-//! session stands in for ([`access`]), approval ([`approval`]), what a debugger can read
-//! ([`exposure`]), and the three of them together ([`govern`]). Nothing here does I/O.
+//! session stands in for ([`access`]), approval ([`approval`]), the admission stamp
+//! ([`stamp`]), what a debugger can read ([`exposure`]), and the three of them together
+//! ([`govern`]). Nothing here does I/O.
 
 pub mod access;
 pub mod approval;
@@ -11,6 +12,7 @@ pub mod govern;
 pub mod podsecurity;
 pub mod policy;
 pub mod profile;
+pub mod stamp;
 pub mod validate;
 
 use std::time::Duration;

@@ -14,6 +14,7 @@ use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, PodSelection, Resolv
 use crate::k8s::capabilities::Capabilities;
 use crate::k8s::workload::Workload;
 use crate::rules::Policy;
+use crate::rules::stamp::Unstamped;
 use crate::ttl::{self, TtlError};
 
 /// Most pods an Ephemeral session with `pods: All` debugs.
@@ -74,12 +75,20 @@ pub enum Invalid {
     },
     #[error("pod {pod} refused the ephemeral debugger: {message}")]
     EphemeralRejected { pod: String, message: String },
-    #[error("pod {pod} exists and is not this session's copy")]
-    NameConflict { pod: String },
+    #[error(
+        "pod {pod} already exists and is not this session's copy; it is left as it is: delete it, or create the session under another name"
+    )]
+    NameTaken { pod: String },
     #[error(
         "the session has no spec.requester: it was created while shellcar's admission webhook did not run, so nobody can tell who asked; delete it and create it again"
     )]
     NoRequester,
+    #[error(transparent)]
+    NotAdmitted(#[from] Unstamped),
+    #[error(
+        "spec.approval is dated {time}, in the future: no approver could have decided then; delete the session and create it again"
+    )]
+    ApprovalInFuture { time: String },
     #[error("{denied}")]
     Forbidden { denied: String },
     #[error("no DebugPolicy allows this session: {message}")]
@@ -130,8 +139,10 @@ impl Invalid {
             Invalid::SharingDisabled { .. } => "SharingDisabled",
             Invalid::Conflict { .. } => "Conflict",
             Invalid::EphemeralRejected { .. } => "EphemeralContainerInvalid",
-            Invalid::NameConflict { .. } => "NameConflict",
+            Invalid::NameTaken { .. } => "NameTaken",
             Invalid::NoRequester => "NoRequester",
+            Invalid::NotAdmitted(_) => "NotAdmitted",
+            Invalid::ApprovalInFuture { .. } => "ApprovalInFuture",
             Invalid::Forbidden { .. } => "Forbidden",
             Invalid::Quantity { .. } => "InvalidQuantity",
             Invalid::Image { .. } => "InvalidImage",

@@ -20,6 +20,7 @@ use crate::k8s::Capabilities;
 use crate::k8s::access::AccessCache;
 use crate::k8s::workload;
 use crate::rules::Policy;
+use crate::rules::stamp::Key;
 use crate::runtime::telemetry::Metrics;
 use crate::session::error::Error;
 
@@ -134,6 +135,8 @@ pub struct Context {
     pub policy: Policy,
     pub caches: Caches,
     pub metrics: Arc<Metrics>,
+    /// The key that checks each session's admission stamp ([`crate::rules::stamp`]).
+    pub stamp: Key,
     /// Recent answers of SubjectAccessReviews, so that a settled session costs none.
     pub access: AccessCache,
     /// Consecutive failures per session, for exponential backoff.
@@ -149,6 +152,7 @@ impl Context {
         policy: Policy,
         caches: Caches,
         metrics: Arc<Metrics>,
+        stamp: Key,
     ) -> Self {
         Context {
             client,
@@ -156,6 +160,7 @@ impl Context {
             policy,
             caches,
             metrics,
+            stamp,
             access: AccessCache::new(ACCESS_CACHE_TTL),
             failures: Mutex::default(),
             capabilities: OnceCell::new(),

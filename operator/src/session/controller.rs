@@ -24,6 +24,7 @@ use crate::crd::{DebugPolicy, DebugSession, TargetKind};
 use crate::k8s::workload;
 use crate::naming;
 use crate::rules::Policy;
+use crate::rules::stamp::Key;
 use crate::runtime::error_chain;
 use crate::runtime::telemetry::Metrics;
 use crate::session::context::{Caches, Context, Synced, Workloads};
@@ -195,6 +196,7 @@ fn sessions_of_pod(pod: &Pod) -> Vec<ObjectRef<DebugSession>> {
 pub async fn run(
     client: Client,
     policy: Policy,
+    stamp: Key,
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
@@ -219,6 +221,7 @@ pub async fn run(
         policy,
         caches,
         metrics.clone(),
+        stamp,
     ));
     run_controllers(controller, lookups, &client, ctx, stop).await;
     // Only the leader counts sessions; a replica that stood down reports none.

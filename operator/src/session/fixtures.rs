@@ -12,6 +12,7 @@ use http::{Method, Response, header};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -25,6 +26,7 @@ use tower_test::mock::SendResponse;
 use crate::crd::{DebugPolicy, DebugSession, DebugSessionStatus, Requester, TargetKind};
 use crate::mock_api::{self, ApiHandle, status_body};
 use crate::rules::Policy;
+use crate::rules::stamp::{self, Key};
 use crate::runtime::telemetry::Metrics;
 use crate::session::context::Caches;
 use crate::session::context::Context;
@@ -39,13 +41,15 @@ const NS: &str = "shop";
 pub(super) const SESSION: &str = "dbg";
 const SESSION_UID: &str = "5e55-1000";
 pub(super) const DEPLOYMENT_UID: &str = "d3b1-0001";
+/// The UID of ReplicaSet web-5d8b, Deployment web's, which controls its pods.
+const REPLICA_SET_UID: &str = "r5e7-0001";
 /// The query of a server-side apply by the session's field manager `shellcar.dev/dbg`.
 /// kube starts every query that has parameters with `&`, which the API server ignores.
 pub(super) const SESSION_APPLY: &str = "?&fieldManager=shellcar.dev%2Fdbg";
 
 const DISCOVERY: &str = "/api/v1";
 pub(super) const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/web";
-const PODS: &str = "/api/v1/namespaces/shop/pods";
+pub(super) const PODS: &str = "/api/v1/namespaces/shop/pods";
 pub(super) const SESSIONS: &str =
     "/apis/debug.shellcar.dev/v1alpha1/namespaces/shop/debugsessions/dbg";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events?";
@@ -80,7 +84,7 @@ impl Call {
     }
 
     /// Answers 404: `resource` `name` does not exist.
-    fn not_found(self, resource: &str, name: &str) {
+    pub(super) fn not_found(self, resource: &str, name: &str) {
         self.reply(
             404,
             &status_body(404, "NotFound", &format!("{resource} \"{name}\" not found")),
@@ -141,6 +145,18 @@ impl ApiServer {
         let mut review = call.body.clone();
         review["status"] = json!({"allowed": allowed});
         call.reply(201, &review);
+    }
+
+    /// Answers one SubjectAccessReview for the requester: `allowed`, whatever it asks.
+    /// Returns the resource attributes it asked about.
+    pub(super) async fn any_access_review(&mut self, allowed: bool) -> Value {
+        let call = self.expect(Method::POST, ACCESS_REVIEWS).await;
+        assert_eq!(call.body["spec"]["user"], REQUESTER);
+        let asked = call.body["spec"]["resourceAttributes"].clone();
+        let mut review = call.body.clone();
+        review["status"] = json!({"allowed": allowed});
+        call.reply(201, &review);
+        asked
     }
 
     /// Answers the teardown of every mode on Deployment web, for a session whose status
@@ -247,8 +263,8 @@ impl ApiServer {
 }
 
 /// Watch caches holding namespace `shop` (no labels), no DebugPolicy, the Deployments
-/// `deployments` (slimmed as the controller's watch does) and the debugged pods `pods`,
-/// all synced.
+/// `deployments` (slimmed as the controller's watch does), Deployment web's ReplicaSet
+/// web-5d8b and the debugged pods `pods`, all synced.
 pub(super) fn caches(deployments: Vec<Value>, pods: Vec<Value>) -> Caches {
     let (policies, mut policy_writer) = reflector::store::<DebugPolicy>();
     let (namespaces, mut namespace_writer) = reflector::store::<Namespace>();
@@ -283,7 +299,7 @@ pub(super) fn caches(deployments: Vec<Value>, pods: Vec<Value>) -> Caches {
             deployments: store(TargetKind::Deployment, deployments),
             stateful_sets: store(TargetKind::StatefulSet, Vec::new()),
             daemon_sets: store(TargetKind::DaemonSet, Vec::new()),
-            replica_sets: store(TargetKind::ReplicaSet, Vec::new()),
+            replica_sets: store(TargetKind::ReplicaSet, vec![replica_set()]),
         },
         debugged_pods,
     }
@@ -315,6 +331,7 @@ pub(super) fn context_with(caches: Caches) -> (Arc<Context>, ApiServer) {
         policy,
         caches,
         Arc::new(Metrics::default()),
+        stamp_key(),
     );
     (Arc::new(ctx), ApiServer(handle))
 }
@@ -348,6 +365,26 @@ pub(super) fn session(spec: &str, age: i64) -> DebugSession {
         groups: vec!["devs".to_owned(), "system:authenticated".to_owned()],
         extra: None,
     });
+    stamped(session)
+}
+
+/// The admission stamp key of the tests' operator.
+pub(super) fn stamp_key() -> Key {
+    Key::from_bytes(&[42; stamp::KEY_LEN]).unwrap()
+}
+
+/// `session` with the admission stamp the webhook would give its requester and approval.
+pub(super) fn stamped(mut session: DebugSession) -> DebugSession {
+    let sealed = stamp::seal(
+        &stamp_key(),
+        NS,
+        session.metadata.uid.as_deref(),
+        session.spec.requester.as_ref().unwrap(),
+        session.spec.approval.as_ref(),
+    );
+    session
+        .annotations_mut()
+        .insert(stamp::STAMP_ANNOTATION.to_owned(), sealed);
     session
 }
 
@@ -415,13 +452,38 @@ pub(super) fn deployment(owned: bool) -> Value {
     })
 }
 
-/// A running pod of Deployment web; `debugger` adds the session's debugger container,
-/// running or not.
+/// ReplicaSet web-5d8b, which Deployment web controls.
+pub(super) fn replica_set() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "web-5d8b", "namespace": NS, "uid": REPLICA_SET_UID,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                 "uid": DEPLOYMENT_UID, "controller": true}],
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]},
+            },
+        },
+    })
+}
+
+/// A running pod of Deployment web (its ReplicaSet web-5d8b controls it); `debugger`
+/// adds the session's debugger container, running or not.
 pub(super) fn pod(name: &str, debugger: Option<bool>) -> Value {
     let mut pod = json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": "web"}},
+        "metadata": {
+            "name": name, "namespace": NS, "uid": format!("pod-{name}"),
+            "labels": {"app": "web"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                 "name": "web-5d8b", "uid": REPLICA_SET_UID, "controller": true}],
+        },
         "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]},
         "status": {
             "phase": "Running",
@@ -453,7 +515,7 @@ pub(super) fn pod(name: &str, debugger: Option<bool>) -> Value {
 }
 
 /// A list of `items` as the API server returns pods.
-fn pod_list(items: Vec<Value>) -> Value {
+pub(super) fn pod_list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "3000"}, "items": items})
 }
 

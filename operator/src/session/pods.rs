@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{ContainerState, Pod};
 use kube::ResourceExt;
 
 use crate::crd::DebugPod;
+use crate::k8s::owners::Owners;
 use crate::naming;
 
 /// Most pods `status.pods` lists, so that a session on a large DaemonSet or Deployment
@@ -17,14 +18,23 @@ const MAX_STATUS_PODS: usize = 50;
 /// The pods of `namespace` that carry the debugger container of `session`, by name, at
 /// most [`MAX_STATUS_PODS`].
 ///
-/// A pod carries it when its template annotation names the session; terminating pods
-/// (old replicas on their way out) are left out.
-pub fn debug_pods(pods: &[Pod], namespace: &str, session: &str, container: &str) -> Vec<DebugPod> {
+/// A pod carries it when `owners` owns it (by owner UID: the session's target, or the
+/// session itself for a copy) and its annotation names the session. The annotation alone
+/// proves nothing: anyone who may create pods can write it. Terminating pods (old
+/// replicas on their way out) are left out.
+pub fn debug_pods(
+    pods: &[Pod],
+    owners: &Owners,
+    namespace: &str,
+    session: &str,
+    container: &str,
+) -> Vec<DebugPod> {
     let annotation = naming::session_annotation(container);
     let mut found: BTreeMap<String, DebugPod> = BTreeMap::new();
     for pod in pods {
         if pod.metadata.deletion_timestamp.is_some()
             || pod.annotations().get(&annotation).map(String::as_str) != Some(session)
+            || !owners.owns(pod)
         {
             continue;
         }

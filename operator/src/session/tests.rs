@@ -6,5 +6,6 @@ mod backoff;
 mod deletion;
 mod expiry;
 mod finalizer;
+mod ownership;
 mod refusals;
 mod sidecar;

@@ -70,7 +70,25 @@ fn webhook(io: FakeIo) -> Webhook<FakeIo> {
         capabilities: Capabilities {
             ephemeral_containers: true,
         },
+        stamp: key(),
     }
+}
+
+/// The stamp key of the tests' webhook.
+fn key() -> Key {
+    Key::from_bytes(&[9; crate::rules::stamp::KEY_LEN]).unwrap()
+}
+
+/// The admission stamp of `session` (JSON) as it stands.
+fn seal_of(session: &Value) -> String {
+    let session: DebugSession = serde_json::from_value(session.clone()).unwrap();
+    crate::rules::stamp::seal(
+        &key(),
+        "shop",
+        session.metadata.uid.as_deref(),
+        session.spec.requester.as_ref().unwrap(),
+        session.spec.approval.as_ref(),
+    )
 }
 
 fn review(operation: &str, object: Value, old: Option<Value>) -> AdmissionRequest<DebugSession> {
@@ -132,11 +150,19 @@ async fn mutate_stamps_on_create_and_restores_on_update() {
     );
     assert_eq!(created["allowed"], true);
     assert_eq!(created["patchType"], "JSONPatch");
+    let requester = json!({
+        "username": "dev", "uid": "u-1", "groups": ["devs", "system:authenticated"]
+    });
+    let mut sealed = session("{target: {kind: Deployment, name: app}}");
+    sealed["spec"]["requester"] = requester.clone();
     assert_eq!(
         patch_of(&created),
-        json!([{"op": "add", "path": "/spec/requester", "value": {
-            "username": "dev", "uid": "u-1", "groups": ["devs", "system:authenticated"]
-        }}])
+        json!([
+            {"op": "add", "path": "/spec/requester", "value": requester},
+            {"op": "add", "path": "/metadata/annotations", "value": {
+                "debug.shellcar.dev/admitted": seal_of(&sealed)
+            }},
+        ])
     );
     let stored = session("{target: {kind: Deployment, name: app}, requester: {username: dev}}");
     let updated = as_json(
@@ -556,5 +582,57 @@ async fn under_a_delegating_policy_the_requester_needs_debug_not_patch() {
     assert_eq!(
         response["status"]["message"],
         r#"user "dev" may not debug deployments.apps "app" in namespace "shop" (needed by access Delegated)"#
+    );
+}
+
+#[tokio::test]
+async fn an_approval_is_sealed_with_the_uid_only_on_a_session_whose_stamp_holds() {
+    let approving = webhook_with(approval_policy(None));
+    let mut stored = stored_in("AwaitingApproval", json!({}));
+    let creation_seal = seal_of(&stored);
+    stored["metadata"]["annotations"] = json!({"debug.shellcar.dev/admitted": creation_seal});
+    let mut annotated = stored.clone();
+    annotated["metadata"]["annotations"]["debug.shellcar.dev/approve"] =
+        approve_seen("s-1", "incident 42")["debug.shellcar.dev/approve"].clone();
+    let response = as_json(
+        mutate(
+            &approving,
+            &review("UPDATE", annotated.clone(), Some(stored.clone())),
+        )
+        .await,
+    );
+    assert_eq!(response["allowed"], true, "{response}");
+    let ops = patch_of(&response);
+    assert_eq!(
+        ops[2]["path"],
+        "/metadata/annotations/debug.shellcar.dev~1admitted"
+    );
+    // What the reconciler will read back: the approval sealed with the session's uid.
+    let mut approved = stored.clone();
+    approved["spec"]["approval"] = ops[0]["value"].clone();
+    assert_eq!(ops[2]["value"], seal_of(&approved));
+    let approved: DebugSession = serde_json::from_value({
+        let mut a = approved.clone();
+        a["metadata"]["annotations"]["debug.shellcar.dev/admitted"] = ops[2]["value"].clone();
+        a
+    })
+    .unwrap();
+    assert_eq!(crate::rules::stamp::verify(&key(), &approved), Ok(()));
+
+    // A session stored without a stamp that holds (written while the webhook was away)
+    // is approved, but not sealed: the reconciler still refuses it.
+    let mut forged = stored.clone();
+    forged["spec"]["requester"]["groups"] = json!(["system:masters"]);
+    let mut annotated = forged.clone();
+    annotated["metadata"]["annotations"]["debug.shellcar.dev/approve"] =
+        approve_seen("s-1", "incident 42")["debug.shellcar.dev/approve"].clone();
+    let response = as_json(mutate(&approving, &review("UPDATE", annotated, Some(forged))).await);
+    let ops = patch_of(&response);
+    assert!(
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .all(|op| op["path"] != "/metadata/annotations/debug.shellcar.dev~1admitted"),
+        "{ops}"
     );
 }

@@ -104,18 +104,3 @@ fn the_secret_round_trips() {
     partial.remove(TLS_KEY);
     assert_eq!(ServingCert::from_data(&partial), None);
 }
-
-#[test]
-fn the_ca_bundle_goes_into_every_webhook() {
-    let patch = ca_bundle_patch(
-        &["mutate.debug.shellcar.dev".to_owned(), "b".to_owned()],
-        "PEM",
-    );
-    assert_eq!(
-        patch,
-        json!({"webhooks": [
-            {"name": "mutate.debug.shellcar.dev", "clientConfig": {"caBundle": "UEVN"}},
-            {"name": "b", "clientConfig": {"caBundle": "UEVN"}},
-        ]})
-    );
-}

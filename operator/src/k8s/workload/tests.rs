@@ -84,6 +84,33 @@ fn a_workload_no_session_targets_keeps_only_its_identity() {
 }
 
 #[test]
+fn a_replica_set_no_session_targets_keeps_its_controller() {
+    // Its Deployment's UID is how a pod is told to be the Deployment's (k8s::owners).
+    let mut obj: DynamicObject = serde_yaml::from_str(
+        r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web-7c9f
+  namespace: shop
+  uid: rs-1
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: Deployment, name: web, uid: d-1, controller: true}
+  - {apiVersion: v1, kind: ConfigMap, name: extra, uid: c-1}
+spec: {template: {spec: {containers: []}}}
+"#,
+    )
+    .unwrap();
+    slim(&mut obj, false);
+    let refs = obj.owner_references();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(
+        (refs[0].uid.as_str(), refs[0].controller),
+        ("d-1", Some(true))
+    );
+}
+
+#[test]
 fn the_fingerprint_ignores_status_a_session_does_not_read() {
     let mut obj: DynamicObject = serde_yaml::from_str(TARGET).unwrap();
     slim(&mut obj, true);

@@ -77,7 +77,12 @@ fn an_approval_starts_the_ttl_and_a_rejection_closes_for_good() {
     );
     // The policy changed and no longer asks: the approval still starts the ttl.
     assert_eq!(
-        gate(&admitted(None), Some(&approved), at(CREATED), at(CREATED)),
+        gate(
+            &admitted(None),
+            Some(&approved),
+            at(CREATED),
+            at("2026-11-24T10:30:00Z")
+        ),
         Gate::Open {
             start: at("2026-11-24T10:20:00Z")
         }
@@ -225,4 +230,24 @@ fn a_decision_binds_to_the_uid_and_generation_seen() {
     ] {
         assert!(Seen::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn an_approval_dated_in_the_future_closes_the_gate() {
+    let now = at("2026-11-24T10:05:00Z");
+    let later = decided(Decision::Approved, "2026-11-24T11:00:00Z");
+    assert_eq!(
+        gate(&admitted(Some(3600)), Some(&later), at(CREATED), now),
+        Gate::Closed(Invalid::ApprovalInFuture {
+            time: "2026-11-24T11:00:00Z".to_owned()
+        })
+    );
+    // Within the clock skew between two nodes, it opens it.
+    let skewed = decided(Decision::Approved, "2026-11-24T10:05:30Z");
+    assert_eq!(
+        gate(&admitted(Some(3600)), Some(&skewed), at(CREATED), now),
+        Gate::Open {
+            start: at("2026-11-24T10:05:30Z")
+        }
+    );
 }

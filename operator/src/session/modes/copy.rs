@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use super::{DryRun, Outcome, Request, Trial, resolved, select, target_pods, verdict};
+use super::{DryRun, Outcome, Owner, Request, Trial, resolved, select, verdict};
 use crate::api_error::ApiError;
 use crate::crd::DebugSession;
+use crate::k8s::owners;
 use crate::rules::validate::{self, Invalid};
 use crate::session::error::Error;
 use crate::{naming, rules::exposure};
@@ -90,14 +91,25 @@ pub fn change(
 }
 
 /// Creates the session's copy of one running pod of the target, unless it exists.
+///
+/// The copy is the session's only when the session controls it (its owner reference, by
+/// UID). A pod under the copy's name that it does not control (made by someone else,
+/// perhaps while the session waited for approval) is never adopted, listed or deleted:
+/// the session is refused with [`Invalid::NameTaken`] and the pod left as it is.
 pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     let copy_name = naming::copy_name(req.name);
+    let session_uid = req.session.uid().ok_or(Error::NoUid)?;
     let existing = req
         .pods()
         .get_opt(&copy_name)
         .await
         .map_err(Error::pod("reading", &copy_name))?;
-    let Some((target, pods)) = target_pods(&req.ctx.client, req.ns, req.target()).await? else {
+    if let Some(pod) = &existing
+        && !is_copy_of(pod, &session_uid)
+    {
+        return Ok(Invalid::NameTaken { pod: copy_name }.into());
+    }
+    let Some((target, pods)) = req.target_pods().await? else {
         if existing.is_some() {
             // The copy outlives its source: it is a copy.
             let target = req
@@ -106,7 +118,7 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
                 .unwrap_or_else(|| resolved(req.target().kind, &req.target().name, None));
             return Ok(Outcome::Applied {
                 target,
-                pods: req.debug_pods().await?,
+                pods: req.debug_pods(Owner::Session).await?,
                 note: Some("the copied pod no longer exists".to_owned()),
                 exposure: Vec::new(),
                 blocked: None,
@@ -120,39 +132,43 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
         .and_then(|p| p.spec.as_ref())
         .map(exposure::report)
         .unwrap_or_default();
-    match existing {
-        Some(pod) if !is_copy_of(&pod, req.name, &req.container) => {
-            return Ok(Invalid::NameConflict { pod: copy_name }.into());
-        }
-        Some(_) => {}
-        None => {
-            let selection = req.session.spec.pods;
-            let Some(source) = select(pods, selection, req.name, &req.container)
-                .into_iter()
-                .next()
-            else {
-                return Ok(Outcome::Missing {
-                    message: format!("{} {} has no running pod to copy", target.kind, target.name),
-                });
-            };
-            let owner = req.session.controller_owner_ref(&()).ok_or(Error::NoUid)?;
-            let pod = match change(&source, (req.name, req.requester), &req.debugger(), owner) {
-                Ok(pod) => pod,
-                Err(invalid) => return Ok(invalid.into()),
-            };
-            match req.pods().create(&PostParams::default(), &pod).await {
-                Ok(_) => info!(copy = %copy_name, source = %source.name_any(), "created a copy"),
-                Err(e) => match ApiError::of(&e) {
-                    // Created by an earlier reconcile that did not see it yet.
-                    ApiError::Conflict(_) => {}
-                    _ => return Err(Error::pod("creating", &copy_name)(e)),
-                },
-            }
+    if existing.is_none() {
+        let selection = req.session.spec.pods;
+        let Some(source) = select(pods, selection, req.name, &req.container)
+            .into_iter()
+            .next()
+        else {
+            return Ok(Outcome::Missing {
+                message: format!("{} {} has no running pod to copy", target.kind, target.name),
+            });
+        };
+        let owner = req.session.controller_owner_ref(&()).ok_or(Error::NoUid)?;
+        let pod = match change(&source, (req.name, req.requester), &req.debugger(), owner) {
+            Ok(pod) => pod,
+            Err(invalid) => return Ok(invalid.into()),
+        };
+        match req.pods().create(&PostParams::default(), &pod).await {
+            Ok(_) => info!(copy = %copy_name, source = %source.name_any(), "created a copy"),
+            Err(e) => match ApiError::of(&e) {
+                // Created since it was read: by an earlier reconcile of this session that
+                // did not see it yet, or by someone else, which the session must not adopt.
+                ApiError::Conflict(_) => {
+                    let now = req
+                        .pods()
+                        .get_opt(&copy_name)
+                        .await
+                        .map_err(Error::pod("reading", &copy_name))?;
+                    if now.is_some_and(|p| !is_copy_of(&p, &session_uid)) {
+                        return Ok(Invalid::NameTaken { pod: copy_name }.into());
+                    }
+                }
+                _ => return Err(Error::pod("creating", &copy_name)(e)),
+            },
         }
     }
     Ok(Outcome::Applied {
         target,
-        pods: req.debug_pods().await?,
+        pods: req.debug_pods(Owner::Session).await?,
         note: None,
         exposure,
         blocked: None,
@@ -160,17 +176,24 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
     })
 }
 
-/// True when `pod` is the copy made by session `session`, whose debugger is `container`.
-fn is_copy_of(pod: &Pod, session: &str, container: &str) -> bool {
-    pod.annotations()
-        .get(&naming::session_annotation(container))
-        .map(String::as_str)
-        == Some(session)
+/// True when `pod` is the copy of the session with UID `session_uid`: the session
+/// controls it. Its annotations (which anyone could write) do not count.
+fn is_copy_of(pod: &Pod, session_uid: &str) -> bool {
+    owners::controller(&pod.metadata).is_some_and(|o| o.uid == session_uid)
 }
 
-/// Deletes the copy of session `session` (whose debugger is `container`), if there is one.
-pub async fn teardown(pods: &Api<Pod>, session: &str, container: &str) -> Result<(), Error> {
+/// Deletes the copy of session `session` (UID `session_uid`), if there is one: the pod
+/// under the copy's name that the session controls, and no other. The delete is bound to
+/// that pod's UID, so a pod put under the same name meanwhile is not deleted.
+pub async fn teardown(
+    pods: &Api<Pod>,
+    session: &str,
+    session_uid: Option<&str>,
+) -> Result<(), Error> {
     let copy_name = naming::copy_name(session);
+    let Some(session_uid) = session_uid else {
+        return Ok(());
+    };
     let Some(copy) = pods
         .get_opt(&copy_name)
         .await
@@ -178,13 +201,21 @@ pub async fn teardown(pods: &Api<Pod>, session: &str, container: &str) -> Result
     else {
         return Ok(());
     };
-    if !is_copy_of(&copy, session, container) || copy.metadata.deletion_timestamp.is_some() {
+    if !is_copy_of(&copy, session_uid) || copy.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    match pods.delete(&copy_name, &DeleteParams::default()).await {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: copy.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(&copy_name, &params).await {
         Ok(_) => info!(copy = %copy_name, "deleted the copy"),
         Err(e) => match ApiError::of(&e) {
-            ApiError::NotFound => {}
+            // Gone, or (a failed precondition) replaced by a pod that is not the copy.
+            ApiError::NotFound | ApiError::Conflict(_) => {}
             _ => return Err(Error::pod("deleting", &copy_name)(e)),
         },
     }

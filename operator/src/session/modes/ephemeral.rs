@@ -21,7 +21,7 @@ use kube::api::{
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{DryRun, Outcome, Request, Trial, owns_fields, select, target_pods, verdict};
+use super::{DryRun, Outcome, Owner, Request, Trial, owns_fields, select, verdict};
 use crate::api_error::ApiError;
 use crate::crd::{EphemeralTeardown, TargetKind};
 use crate::rules::validate::{self, Invalid};
@@ -178,7 +178,7 @@ pub fn change(
 
 /// Adds an ephemeral debugger to each selected running pod of the target.
 pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
-    let Some((target, pods)) = target_pods(&req.ctx.client, req.ns, req.target()).await? else {
+    let Some((target, pods)) = req.target_pods().await? else {
         return Ok(req.missing());
     };
     let pods = select(pods, req.session.spec.pods, req.name, &req.container);
@@ -197,7 +197,7 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             return Ok(refusal.into());
         }
     }
-    let debugged = req.debug_pods().await?;
+    let debugged = req.debug_pods(Owner::Target(&target)).await?;
     notes.extend(ended_note(&pods, &req.container));
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok(Outcome::Applied {
@@ -366,17 +366,29 @@ pub struct Teardown<'a> {
     pub recycle: bool,
 }
 
-/// Stops the session's ephemeral debugger in every pod of the namespace that has it, and
-/// applies the teardown policy; returns what remains, pod by pod.
-pub async fn teardown(pods: &Api<Pod>, t: &Teardown<'_>) -> Result<Vec<String>, Error> {
+/// The live pods of the namespace that have an ephemeral container named `container`,
+/// whoever added it: teardown keeps those its session owns ([`super::teardown`]).
+pub async fn debugged(pods: &Api<Pod>, container: &str) -> Result<Vec<Pod>, Error> {
     let all = pods
         .list(&ListParams::default())
         .await
         .map_err(Error::Pods)?;
+    Ok(all
+        .items
+        .into_iter()
+        .filter(|p| state(p, container) != State::Absent && p.metadata.deletion_timestamp.is_none())
+        .collect())
+}
+
+/// Stops the session's ephemeral debugger in each of `owned` (the pods of its targets
+/// that have it), and applies the teardown policy; returns what remains, pod by pod.
+pub async fn teardown(
+    pods: &Api<Pod>,
+    owned: Vec<Pod>,
+    t: &Teardown<'_>,
+) -> Result<Vec<String>, Error> {
     let mut leftovers = Vec::new();
-    for pod in all.items.iter().filter(|p| {
-        state(p, t.container) != State::Absent && p.metadata.deletion_timestamp.is_none()
-    }) {
+    for pod in &owned {
         leftovers.push(teardown_pod(pods, pod, t).await?);
     }
     Ok(leftovers)

@@ -15,7 +15,7 @@ pub mod sidecar;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
@@ -25,6 +25,7 @@ use crate::crd::{
     TargetKind,
 };
 use crate::crd::{Mode, Resolved};
+use crate::k8s::owners::{self, Owners};
 use crate::rules::validate::{Invalid, MAX_PODS, Plan};
 use crate::runtime::error_chain;
 use crate::session::context::Context;
@@ -71,16 +72,47 @@ impl Request<'_> {
         )
     }
 
-    /// The pods of the namespace that carry this session's debugger.
-    async fn debug_pods(&self) -> Result<Vec<DebugPod>, Error> {
+    /// The pods of the namespace that carry this session's debugger and belong to
+    /// `owner`, by owner UID.
+    async fn debug_pods(&self, owner: Owner<'_>) -> Result<Vec<DebugPod>, Error> {
         let cached = self.ctx.caches.debugged_pods.get();
-        debug_pods(&self.pods(), cached, self.ns, self.name, &self.container).await
+        let carrying = carrying(&self.pods(), cached, self.ns).await?;
+        let owners = match owner {
+            Owner::Session => Owners::controller(&self.session.uid().ok_or(Error::NoUid)?),
+            Owner::Target(target) => {
+                let replica_sets = Some(&self.ctx.caches.workloads.replica_sets);
+                owners::of(&self.ctx.client, replica_sets, self.ns, target, &carrying).await?
+            }
+        };
+        Ok(pods::debug_pods(
+            &carrying,
+            &owners,
+            self.ns,
+            self.name,
+            &self.container,
+        ))
+    }
+
+    /// The target as a list of its live pods ([`target_pods`]), read through the watch
+    /// caches.
+    async fn target_pods(&self) -> Result<Option<(ResolvedTarget, Vec<Pod>)>, Error> {
+        let replica_sets = Some(&self.ctx.caches.workloads.replica_sets);
+        target_pods(&self.ctx.client, replica_sets, self.ns, self.target()).await
     }
 
     /// The outcome for a target that is not there.
     fn missing(&self) -> Outcome {
         missing(self.target(), self.ns, self.previous_target)
     }
+}
+
+/// Whose pods are a session's, by owner UID.
+#[derive(Clone, Copy, Debug)]
+enum Owner<'a> {
+    /// The pods of the resolved target (Sidecar, Ephemeral).
+    Target(&'a ResolvedTarget),
+    /// The pods the session itself controls (its copy).
+    Session,
 }
 
 /// What applying a mode found.
@@ -279,7 +311,7 @@ pub async fn teardown(
         return Ok(Vec::new());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    copy::teardown(&pods, &name, &container).await?;
+    copy::teardown(&pods, &name, session.uid().as_deref()).await?;
     let recycle = ending == Ending::Done
         && session.spec.teardown.ephemeral == crate::crd::EphemeralTeardown::Recycle;
     let ephemeral = ephemeral::Teardown {
@@ -289,7 +321,60 @@ pub async fn teardown(
         policy: session.spec.teardown.ephemeral,
         recycle,
     };
-    ephemeral::teardown(&pods, &ephemeral).await
+    let debugged = ephemeral::debugged(&pods, &container).await?;
+    if debugged.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owners = teardown_owners(client, cached, session, ns, &debugged).await?;
+    ephemeral::teardown(&pods, owners::owned(debugged, &owners), &ephemeral).await
+}
+
+/// The owners of the pods whose ephemeral debugger `debugged` a session's teardown may
+/// stop: those of every target its status resolved (with a UID), or, when it records
+/// none (a crash between the first change and the first status), of its target as it
+/// is now.
+async fn teardown_owners(
+    client: &Client,
+    cached: &Workloads,
+    session: &DebugSession,
+    ns: &str,
+    debugged: &[Pod],
+) -> Result<Owners, Error> {
+    let status = session.status.as_ref();
+    let mut recorded: Vec<ResolvedTarget> = status
+        .into_iter()
+        .flat_map(|s| s.target.iter().chain(&s.targets))
+        .filter(|t| t.uid.is_some())
+        .cloned()
+        .collect();
+    if recorded.is_empty() {
+        recorded.extend(resolve(client, cached, ns, &session.spec.target).await?);
+    }
+    let mut owners = Owners::default();
+    for target in &recorded {
+        let found = owners::of(client, Some(&cached.replica_sets), ns, target, debugged).await?;
+        owners.extend(found);
+    }
+    Ok(owners)
+}
+
+/// `target` as it is now in namespace `ns`, with its UID; `None` when it is not there.
+async fn resolve(
+    client: &Client,
+    cached: &Workloads,
+    ns: &str,
+    target: &Target,
+) -> Result<Option<ResolvedTarget>, Error> {
+    if target.kind == TargetKind::Pod {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let pod = pods
+            .get_opt(&target.name)
+            .await
+            .map_err(Error::pod("reading", &target.name))?;
+        return Ok(pod.map(|p| resolved(TargetKind::Pod, &target.name, p.uid())));
+    }
+    let found = cached.read(client, ns, target.kind, &target.name).await?;
+    Ok(found.map(|w| resolved(w.kind, &w.name, w.uid)))
 }
 
 /// True when the session can have changed nothing but workloads, so teardown need not
@@ -301,16 +386,14 @@ fn sidecar_only(session: &DebugSession) -> bool {
     session.status.as_ref().and_then(|s| s.mode) == Some(Mode::Sidecar)
 }
 
-/// The pods of `namespace` that carry the debugger `container` of session `session`:
-/// from the watch cache of debugged pods once it is synced, else listed.
-async fn debug_pods(
+/// The pods of `namespace` labelled as debugged (by any session, or by anyone who set
+/// the label): from the watch cache of debugged pods once it is synced, else listed.
+async fn carrying(
     pods: &Api<Pod>,
     cached: Option<&Store<Pod>>,
     namespace: &str,
-    session: &str,
-    container: &str,
-) -> Result<Vec<DebugPod>, Error> {
-    let debugged: Vec<Pod> = match cached {
+) -> Result<Vec<Pod>, Error> {
+    Ok(match cached {
         Some(store) => store
             .state()
             .iter()
@@ -323,8 +406,7 @@ async fn debug_pods(
                 .map_err(Error::Pods)?
                 .items
         }
-    };
-    Ok(pods::debug_pods(&debugged, namespace, session, container))
+    })
 }
 
 fn resolved(kind: TargetKind, name: &str, uid: Option<String>) -> ResolvedTarget {
@@ -351,9 +433,12 @@ fn missing(target: &Target, ns: &str, previous: Option<&ResolvedTarget>) -> Outc
     Outcome::Missing { message }
 }
 
-/// The target as a list of live pods: the Pod itself, or the workload's pods.
+/// The target as a list of live pods: the Pod itself, or the pods the workload owns by
+/// owner UID ([`owners::of`], ReplicaSets read from `replica_sets` where it knows them).
+/// A pod that only matches the workload's selector is not one of them.
 async fn target_pods(
     client: &Client,
+    replica_sets: Option<&Store<DynamicObject>>,
     ns: &str,
     target: &Target,
 ) -> Result<Option<(ResolvedTarget, Vec<Pod>)>, Error> {
@@ -376,8 +461,10 @@ async fn target_pods(
     let found = pods
         .list(&ListParams::default().labels_from(selector))
         .await
-        .map_err(Error::Pods)?;
-    Ok(Some((resolved, found.items)))
+        .map_err(Error::Pods)?
+        .items;
+    let owners = owners::of(client, replica_sets, ns, &resolved, &found).await?;
+    Ok(Some((resolved, owners::owned(found, &owners))))
 }
 
 /// The target's pod that session `session` (debugger `container`) would debug or copy
@@ -390,7 +477,7 @@ async fn first_pod(
     session: &str,
     container: &str,
 ) -> Result<Option<Pod>, Error> {
-    let Some((_, pods)) = target_pods(client, ns, &spec.target).await? else {
+    let Some((_, pods)) = target_pods(client, None, ns, &spec.target).await? else {
         return Ok(None);
     };
     Ok(select(pods, spec.pods, session, container)

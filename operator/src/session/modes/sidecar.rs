@@ -14,7 +14,7 @@ use kube::runtime::events::EventType;
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{DryRun, Outcome, Request, Trial, owns_fields, resolved, verdict};
+use super::{DryRun, Outcome, Owner, Request, Trial, owns_fields, resolved, verdict};
 use crate::api_error::ApiError;
 use crate::crd::{DebugPod, TargetChange, TargetKind};
 use crate::k8s::workload::{self, Rollout, Workload};
@@ -158,7 +158,9 @@ pub async fn apply(req: &Request<'_>) -> Result<Outcome, Error> {
             };
         }
     }
-    let pods = req.debug_pods().await?;
+    // The workload's own pods, by owner UID: a pod that only carries the annotation is not.
+    let target = resolved(workload.kind, &workload.name, workload.uid.clone());
+    let pods = req.debug_pods(Owner::Target(&target)).await?;
     Ok(applied(req, &workload, pods))
 }
 

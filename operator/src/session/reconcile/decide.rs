@@ -1,6 +1,6 @@
-//! The decide step of the reconcile pipeline: validate the spec, govern it (policy, Pod
-//! Security), pass the approval gate, count the ttl and authorize the requester, giving a
-//! [`Decision`] before anything is changed.
+//! The decide step of the reconcile pipeline: check the admission stamp, validate the spec,
+//! govern it (policy, Pod Security), pass the approval gate, count the ttl and authorize
+//! the requester, giving a [`Decision`] before anything is changed.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use crate::k8s::access;
 use crate::rules;
 use crate::rules::approval::{self, Gate};
 use crate::rules::govern::{Surroundings, govern};
+use crate::rules::stamp;
 use crate::rules::validate::{self, Invalid, Plan};
 use crate::session::error::Error;
 use crate::ttl;
@@ -68,6 +69,11 @@ impl Pass<'_> {
     pub(super) async fn decide(&self) -> Result<(Decision, Judged), Error> {
         let (session, ctx, old) = (self.session, self.ctx, &self.old);
         let mut judged = Judged::before(old);
+        // Who asked, as admission recorded it: nothing else counts without that.
+        if let Some(refusal) = self.admitted() {
+            judged.expires_at = None;
+            return Ok((Decision::Refuse(refusal), judged));
+        }
         let caps = ctx.capabilities().await?;
         let plan = match validate::spec(&session.spec, &ctx.policy, caps) {
             Ok(plan) => plan,
@@ -125,6 +131,17 @@ impl Pass<'_> {
             remaining,
         };
         Ok((run, judged))
+    }
+
+    /// The refusal if the session has no requester, or if shellcar's webhook did not record
+    /// its requester and approval as they are now (its admission stamp).
+    fn admitted(&self) -> Option<Invalid> {
+        if self.session.spec.requester.is_none() {
+            return Some(Invalid::NoRequester);
+        }
+        stamp::verify(&self.ctx.stamp, self.session)
+            .err()
+            .map(Invalid::NotAdmitted)
     }
 
     /// The refusal if the session's requester does not hold what the admitting policy's

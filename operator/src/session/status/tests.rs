@@ -258,6 +258,7 @@ fn a_debugger_that_cannot_pull_or_be_scheduled_names_why() {
 - metadata:
     name: web-1
     annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7c9f, uid: rs-1, controller: true}]
   status:
     containerStatuses:
     - name: shellcar-dbg-1
@@ -269,6 +270,7 @@ fn a_debugger_that_cannot_pull_or_be_scheduled_names_why() {
 - metadata:
     name: web-2
     annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7c9f, uid: rs-1, controller: true}]
   status:
     phase: Pending
     conditions:
@@ -276,13 +278,15 @@ fn a_debugger_that_cannot_pull_or_be_scheduled_names_why() {
 - metadata:
     name: web-3
     annotations: {debug.shellcar.dev/shellcar-dbg-1: dbg}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7c9f, uid: rs-1, controller: true}]
   status:
     containerStatuses:
     - {name: shellcar-dbg-1, image: busybox, imageID: "", ready: false, restartCount: 0, state: {waiting: {reason: ContainerCreating}}}
 "#,
     )
     .unwrap();
-    let found = debug_pods(&pods, "shop", "dbg", "shellcar-dbg-1");
+    let owners = crate::k8s::owners::Owners::controller("rs-1");
+    let found = debug_pods(&pods, &owners, "shop", "dbg", "shellcar-dbg-1");
     let why: Vec<(Option<&str>, Option<&str>)> = found
         .iter()
         .map(|p| (p.reason.as_deref(), p.message.as_deref()))

@@ -38,12 +38,38 @@ async fn a_session_without_a_requester_is_refused_without_asking() {
     session.spec.requester = None;
     let reconciling = start(&session, &ctx);
 
-    server.discovery().await;
+    // Refused before anything is asked, even what the cluster serves.
     server.teardown(false).await;
     let status = server.status_patch(&session).await;
     assert_eq!(status.phase, Some(Phase::Failed));
     assert_eq!(condition(&status, READY), ("False", "NoRequester"));
     server.event("Warning", "NoRequester").await;
+    server.finish(reconciling).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_the_webhook_did_not_stamp_is_refused_without_asking() {
+    let (ctx, mut server) = context();
+    let mut session = session("target: {kind: Deployment, name: web}", 600);
+    // Written while the webhook was away: a requester with more groups than sealed.
+    let requester = session.spec.requester.as_mut().unwrap();
+    requester.groups.push("system:masters".to_owned());
+    let reconciling = start(&session, &ctx);
+
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "NotAdmitted"));
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("stamp does not match"),
+        "{:?}",
+        status.message
+    );
+    server.event("Warning", "NotAdmitted").await;
     server.finish(reconciling).await.unwrap();
 }
 

@@ -71,3 +71,29 @@ status: {phase: Running}
     assert_eq!(spec["containers"][1]["name"], "shellcar-dbg-1");
     assert_eq!(spec["containers"][1]["tty"], true);
 }
+
+#[test]
+fn a_pod_is_the_copy_only_when_the_session_controls_it() {
+    // The pod carries the session's annotation in every case.
+    let pod = |owner: &str| -> Pod {
+        serde_yaml::from_str(&format!(
+            "metadata: {{name: shellcar-dbg-1, annotations: {{debug.shellcar.dev/shellcar-dbg-1: dbg}}, ownerReferences: [{owner}]}}"
+        ))
+        .unwrap()
+    };
+    let session = |uid: &str, controller: bool| {
+        format!(
+            "{{apiVersion: debug.shellcar.dev/v1alpha1, kind: DebugSession, name: dbg, uid: {uid}, controller: {controller}}}"
+        )
+    };
+    assert!(is_copy_of(&pod(&session("s-1", true)), "s-1"));
+    assert!(!is_copy_of(&pod(""), "s-1"), "the annotation alone");
+    assert!(
+        !is_copy_of(&pod(&session("s-0", true)), "s-1"),
+        "an earlier session of the same name"
+    );
+    assert!(
+        !is_copy_of(&pod(&session("s-1", false)), "s-1"),
+        "owned, but not controlled"
+    );
+}

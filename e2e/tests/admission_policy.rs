@@ -1,0 +1,194 @@
+//! Nothing forged while the webhook is absent. Each test takes its namespace out of
+//! shellcar's webhooks ([`WebhookBypass`]), as a missing configuration would, and acts as
+//! a real ServiceAccount of the namespace: the ValidatingAdmissionPolicy shipped beside the
+//! CRDs (evaluated by the real API server) refuses a forged requester, a hand-written
+//! approval and a removed finalizer, and the operator refuses what the policy cannot see,
+//! a requester or approval that shellcar's webhook did not stamp.
+
+use anyhow::{Context as _, Result};
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use shellcar::crd::TargetKind;
+use shellcar::naming;
+use shellcar_e2e::Fixture;
+use shellcar_e2e::identity::{User, may_patch, requester_of};
+use shellcar_e2e::session::{refusal, session, sidecar};
+use shellcar_e2e::webhook::{STAMP, WebhookBypass};
+use shellcar_e2e::workload::pretty;
+
+/// The Deployment every test debugs.
+const WEB: &str = "web";
+
+/// A Sidecar session on `web` as JSON, with `requester` written in by its author.
+fn claiming(name: &str, requester: Value) -> Result<Value> {
+    let mut object = sidecar(name, WEB, "30m")?;
+    object["spec"]["requester"] = requester;
+    Ok(object)
+}
+
+#[tokio::test]
+async fn without_the_webhook_nobody_creates_a_session_in_someone_elses_name() -> Result<()> {
+    let (f, _) = Fixture::with_deployment("vap-requester", WEB, 1).await?;
+    let dev = f.user("dev").await?;
+    let before = f.workloads.snapshot().await?;
+    let _bypass = WebhookBypass::install(&f).await?;
+
+    let admin = json!({"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]});
+    let mut elevated = requester_of(&dev.client).await?;
+    elevated["groups"]
+        .as_array_mut()
+        .context("the user has groups")?
+        .push(json!("system:masters"));
+    for (what, requester) in [
+        ("the cluster admin", admin),
+        ("themselves with system:masters", elevated),
+        ("nobody", Value::Null),
+    ] {
+        let mut object = claiming("forged", requester)?;
+        if object["spec"]["requester"].is_null()
+            && let Some(spec) = object["spec"].as_object_mut()
+        {
+            spec.remove("requester");
+        }
+        let refused = refusal(
+            &format!("dev creating a session in the name of {what}"),
+            dev.sessions.create_raw(object).await,
+        )?;
+        assert!(
+            refused
+                .message
+                .contains("spec.requester must be the user who creates the session"),
+            "naming {what}: {}",
+            refused.message
+        );
+    }
+
+    // Created approved, in their own name: refused too.
+    let mut approved = claiming("preapproved", requester_of(&dev.client).await?)?;
+    approved["spec"]["approval"] = json!({
+        "decision": "Approved", "approver": "ops-lead", "time": "2026-12-01T00:00:00Z",
+    });
+    let refused = refusal(
+        "dev creating an approved session",
+        dev.sessions.create_raw(approved).await,
+    )?;
+    assert!(
+        refused.message.contains("cannot be created approved"),
+        "{}",
+        refused.message
+    );
+    f.assert_nothing_changed(&before).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_webhook_an_honest_requester_is_still_not_admitted() -> Result<()> {
+    let (f, _) = Fixture::with_deployment("vap-unstamped", WEB, 1).await?;
+    let dev = f.user("dev").await?;
+    // dev could even make the change by hand: what is missing is the webhook's record.
+    dev.grant("patch-web", vec![may_patch(&[WEB])]).await?;
+    let before = f.workloads.snapshot().await?;
+    let bypass = WebhookBypass::install(&f).await?;
+
+    dev.sessions
+        .create_raw(claiming("unstamped", requester_of(&dev.client).await?)?)
+        .await
+        .context("the policy admits a session in its creator's own name")?;
+    let stored = f.sessions.get_json("unstamped").await?;
+    assert!(
+        stored["metadata"]["annotations"][STAMP].is_null(),
+        "a stamp without the webhook: {}",
+        pretty(&stored["metadata"])
+    );
+    let failed = f.assert_failed("unstamped", "NotAdmitted").await?;
+    let message = failed.status.and_then(|s| s.message).unwrap_or_default();
+    assert!(message.contains("admission webhook"), "{message}");
+    f.assert_nothing_changed(&before).await?;
+    bypass.remove().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_webhook_nobody_approves_by_hand() -> Result<()> {
+    let (f, _) = Fixture::with_deployment("vap-approval", WEB, 1).await?;
+    let dev = f.user("dev").await?;
+    dev.grant("patch-web", vec![may_patch(&[WEB])]).await?;
+    let lead = f.user("lead").await?;
+    // Created through the webhook: stamped, and running.
+    dev.sessions
+        .create(&session("fix", TargetKind::Deployment, WEB, "30m")?)
+        .await?;
+    f.sessions.wait_active("fix").await?;
+    let bypass = WebhookBypass::install(&f).await?;
+
+    let approval = |approver: &str| {
+        json!({"spec": {"approval": {
+            "decision": "Approved", "approver": approver, "reason": "by hand",
+            "time": "2026-12-01T00:00:00Z",
+        }}})
+    };
+    let merge = |user: &User, patch: Value| {
+        let api = user.sessions.api.clone();
+        async move {
+            api.patch("fix", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        }
+    };
+    // The requester approving their own session, or someone naming another approver.
+    for (user, approver) in [(&dev, dev.username.as_str()), (&lead, "ops-lead")] {
+        let refused = refusal(
+            &format!("{} writing an approval by {approver}", user.name),
+            merge(user, approval(approver)).await,
+        )?;
+        assert!(
+            refused.message.contains("spec.approval is recorded once"),
+            "{}",
+            refused.message
+        );
+    }
+    // In their own name, the policy cannot tell it from the webhook's record; the stamp can.
+    merge(&lead, approval(&lead.username))
+        .await
+        .context("lead writing an approval in their own name")?;
+    f.assert_failed("fix", "NotAdmitted").await?;
+    bypass.remove().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_namespace_admin_cannot_strand_a_debugger_by_removing_the_finalizer() -> Result<()> {
+    let (f, before) = Fixture::with_deployment("vap-finalizer", WEB, 1).await?;
+    let owner = f.user("owner").await?;
+    owner.bind_cluster_role("admin").await?;
+    f.debug_deployment("held", WEB, "30m").await?;
+
+    let api = owner.sessions.api.clone();
+    let attempts = [
+        Patch::Json::<Value>(serde_json::from_value(json!([
+            {"op": "remove", "path": "/metadata/finalizers"}
+        ]))?),
+        Patch::Merge(json!({"metadata": {"finalizers": []}})),
+    ];
+    for attempt in attempts {
+        let refused = refusal(
+            "the namespace admin removing the teardown finalizer",
+            api.patch("held", &PatchParams::default(), &attempt).await,
+        )?;
+        assert!(
+            refused.message.contains(&format!(
+                "only shellcar's operator removes the finalizer {}",
+                naming::FINALIZER
+            )),
+            "{}",
+            refused.message
+        );
+    }
+    // Deleting is theirs to do, and the operator tears down before it lets go.
+    owner.sessions.delete_and_wait_gone("held").await?;
+    assert_eq!(
+        f.workloads.template(WEB).await?,
+        before,
+        "the template was not restored"
+    );
+    Ok(())
+}
