@@ -236,9 +236,11 @@ pub struct RunArgs {
     /// node can take) before it fails with reason StartTimeout and is torn down.
     #[arg(long, env = "SHELLCAR_START_DEADLINE", default_value = "5m", value_parser = humantime::parse_duration)]
     pub start_deadline: Duration,
-    /// Image prefix a debugger may use (repeat for several), matched where a path
-    /// component, tag or digest ends: `registry.example` allows `registry.example/x`, not
-    /// `registry.example.evil.io/x`. None allows every image.
+    /// Image a debugger may use, or a registry or path it may come from (repeat for
+    /// several), compared as the runtime resolves references: `busybox` allows
+    /// `docker.io/library/busybox:1.36`; `registry.example` allows `registry.example/x`, not
+    /// `registry.example:5000/x` or `registry.example.evil.io/x`; `localhost:5000/` a
+    /// registry with a port; `busybox:1.36` only that tag. None allows every image.
     #[arg(
         long = "allowed-image",
         env = "SHELLCAR_ALLOWED_IMAGES",

@@ -54,8 +54,9 @@ pub struct DebugPolicySpec {
     /// Images a debugger may use, as globs on the whole image reference: `*` matches
     /// within one path segment (never across a `/`), `**` across segments, `?` one
     /// character. `registry.example/tools/*` allows `registry.example/tools/busybox:1.36`,
-    /// not `registry.example/tools/x/busybox`. Absent: the operator's `--allowed-image`
-    /// list, or any image when that is empty.
+    /// not `registry.example/tools/x/busybox`. A pattern matches the reference as written
+    /// or as the runtime resolves it: `docker.io/library/busybox:*` allows `busybox:1.36`.
+    /// Absent: the operator's `--allowed-image` list, or any image when that is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 512)))]
     pub images: Option<Vec<String>>,

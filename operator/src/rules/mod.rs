@@ -2,13 +2,15 @@
 //! ([`validate`]), which DebugPolicy admits a session ([`policy`]), what Pod Security
 //! allows ([`podsecurity`]), what each profile grants ([`profile`]), which permissions a
 //! session stands in for ([`access`]), approval ([`approval`]), the admission stamp
-//! ([`stamp`]), what a debugger can read ([`exposure`]), and the three of them together
-//! ([`govern`]). Nothing here does I/O.
+//! ([`stamp`]), what a debugger can read ([`exposure`]), image references as the runtime
+//! resolves them ([`image`]), and the three of them together ([`govern`]). Nothing here
+//! does I/O.
 
 pub mod access;
 pub mod approval;
 pub mod exposure;
 pub mod govern;
+pub mod image;
 pub mod podsecurity;
 pub mod policy;
 pub mod profile;
@@ -27,7 +29,7 @@ pub struct Policy {
     /// How long a session may go without a running debugger before it fails with
     /// StartTimeout and is torn down.
     pub start_deadline: Duration,
-    /// Images a debugger may use, as prefixes that end on a `/` or `:` boundary, where no
-    /// DebugPolicy names its own; empty allows every image.
+    /// Images a debugger may use, or the registries and paths they may come from (see
+    /// [`image::allowed`]), where no DebugPolicy names its own; empty allows every image.
     pub allowed_images: Vec<String>,
 }

@@ -16,6 +16,7 @@ use kube::core::{Selector, SelectorExt};
 use crate::crd::{Access, Approvers, DebugPolicy, DebugSessionSpec, Mode, Profile, Resolved};
 use crate::naming::BUILT_IN_POLICY;
 use crate::rules::Policy as Defaults;
+use crate::rules::image;
 use crate::ttl;
 
 /// How long a session may wait for approval when its policy names no deadline.
@@ -53,16 +54,6 @@ impl Malformed {
     }
 }
 
-/// True when `image` is `allowed` or lies under it: the allowed prefix must end where a
-/// path component, tag or digest of the image does, so that `registry.example` admits
-/// `registry.example/x` but not `registry.example.evil.io/x`.
-fn image_allowed(image: &str, allowed: &str) -> bool {
-    let Some(rest) = image.strip_prefix(allowed) else {
-        return false;
-    };
-    rest.is_empty() || allowed.ends_with('/') || rest.starts_with(['/', ':', '@'])
-}
-
 /// The images a policy allows.
 #[derive(Clone, Debug)]
 enum Images {
@@ -79,8 +70,12 @@ impl Images {
     fn allows(&self, image: &str) -> bool {
         match self {
             Images::Any => true,
-            Images::Prefixes(prefixes) => prefixes.iter().any(|p| image_allowed(image, p)),
-            Images::Globs { set, .. } => set.is_match(image),
+            Images::Prefixes(prefixes) => prefixes.iter().any(|p| image::allowed(image, p)),
+            // As written, or as the runtime resolves it (`docker.io/library/busybox:latest`
+            // for `busybox`), so that a pattern may use either form.
+            Images::Globs { set, .. } => {
+                set.is_match(image) || image::canonical(image).is_some_and(|c| set.is_match(c))
+            }
         }
     }
 }

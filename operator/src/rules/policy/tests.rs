@@ -167,23 +167,6 @@ fn a_bad_glob_is_malformed_and_fails_closed() {
 }
 
 #[test]
-fn allowed_images_match_on_component_boundaries() {
-    let allowed = |image: &str, prefix: &str| image_allowed(image, prefix);
-    assert!(allowed("registry.example/x", "registry.example"));
-    assert!(allowed(
-        "registry.example/tools/sh:1",
-        "registry.example/tools/"
-    ));
-    assert!(allowed("busybox:1.36", "busybox"));
-    assert!(allowed("busybox@sha256:ab", "busybox"));
-    assert!(allowed("busybox", "busybox"));
-    assert!(!allowed("registry.example.evil.io/x", "registry.example"));
-    assert!(!allowed("registry.examplex/x", "registry.example"));
-    assert!(!allowed("busybox-evil", "busybox"));
-    assert!(!allowed("evil/registry.example/x", "registry.example"));
-}
-
-#[test]
 fn digests_are_sha256_with_64_hex_digits() {
     let hex = "a".repeat(64);
     assert!(pinned(&format!("busybox@sha256:{hex}")));
