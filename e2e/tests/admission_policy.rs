@@ -192,3 +192,52 @@ async fn a_namespace_admin_cannot_strand_a_debugger_by_removing_the_finalizer() 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn only_the_requester_or_a_manager_ends_or_extends_a_session() -> Result<()> {
+    let (f, before) = Fixture::with_deployment("vap-manage", WEB, 1).await?;
+    let dev = f.user("dev").await?;
+    dev.grant("patch-web", vec![may_patch(&[WEB])]).await?;
+    let peer = f.user("peer").await?;
+    let owner = f.user("owner").await?;
+    owner.bind_cluster_role("admin").await?;
+    dev.sessions
+        .create(&session("mine", TargetKind::Deployment, WEB, "30m")?)
+        .await?;
+    f.sessions.wait_active("mine").await?;
+
+    // Another user who may delete and update DebugSessions, but not manage them.
+    let longer = Patch::Merge(json!({"spec": {"ttl": "45m"}}));
+    let refused = refusal(
+        "peer extending dev's session",
+        peer.sessions
+            .api
+            .patch("mine", &PatchParams::default(), &longer)
+            .await,
+    )?;
+    let expected = format!(
+        "{} may not change the ttl of a session requested by {}",
+        peer.username, dev.username
+    );
+    assert!(refused.message.contains(&expected), "{}", refused.message);
+    let refused = refusal(
+        "peer deleting dev's session",
+        peer.sessions.api.delete("mine", &Default::default()).await,
+    )?;
+    let expected = format!(
+        "{} may not delete a session requested by {}",
+        peer.username, dev.username
+    );
+    assert!(refused.message.contains(&expected), "{}", refused.message);
+
+    // The requester extends their own; the namespace admin (shellcar-manager is aggregated
+    // into admin) ends it.
+    dev.sessions
+        .api
+        .patch("mine", &PatchParams::default(), &longer)
+        .await
+        .context("dev extending their own session")?;
+    owner.sessions.delete_and_wait_gone("mine").await?;
+    assert_eq!(f.workloads.template(WEB).await?, before);
+    Ok(())
+}

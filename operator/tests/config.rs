@@ -301,4 +301,25 @@ fn the_admission_policy_is_bound_and_guards_what_the_operator_relies_on() {
             .any(|v| v == "finalize"),
         "{sessions:?}"
     );
+    // Acting on others' sessions takes `manage`, which only `admin` aggregates.
+    let manager = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "shellcar-manager")
+        .expect("ClusterRole shellcar-manager");
+    let labels = manager["metadata"]["labels"].as_mapping().unwrap();
+    let aggregated: Vec<&str> = labels
+        .iter()
+        .filter(|(k, v)| {
+            k.as_str()
+                .unwrap()
+                .starts_with("rbac.authorization.k8s.io/aggregate-to-")
+                && *v == "true"
+        })
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert_eq!(aggregated, ["rbac.authorization.k8s.io/aggregate-to-admin"]);
+    assert_eq!(
+        manager["rules"][0]["verbs"],
+        serde_yaml::to_value(["manage"]).unwrap()
+    );
 }
