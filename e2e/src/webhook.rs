@@ -4,7 +4,9 @@
 //! Both webhook configurations get a `namespaceSelector` that skips namespaces labelled
 //! [`NO_WEBHOOK_LABEL`]; only the test's namespace carries that label, so tests running
 //! meanwhile in other namespaces are unaffected. The selector is removed again when the
-//! test ends, even when it fails ([`WebhookBypass`] restores it on drop).
+//! test ends, even when it fails ([`WebhookBypass`] restores it on drop). The selector is
+//! shared: tests of one binary that bypass must take turns, or one's restore ends the
+//! other's bypass.
 
 use anyhow::{Context as _, Result, anyhow};
 use k8s_openapi::api::admissionregistration::v1::{

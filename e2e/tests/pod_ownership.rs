@@ -13,7 +13,8 @@ use shellcar::naming;
 use shellcar_e2e::Fixture;
 use shellcar_e2e::cluster::is_ready;
 use shellcar_e2e::identity::{User, rule_for};
-use shellcar_e2e::session::session;
+use shellcar_e2e::pod::nginx_pod;
+use shellcar_e2e::session::{refusal, session};
 use shellcar_e2e::workload::{NGINX_IMAGE, as_user, nginx_deployment, pod_containers};
 
 /// A running pod `name` that a user made to look like session `session`'s: the debugged
@@ -128,13 +129,34 @@ async fn a_decoy_with_a_sessions_marks_is_never_listed_or_attached() -> Result<(
 async fn a_pod_under_a_copys_name_is_not_adopted_or_deleted() -> Result<()> {
     let (f, _source) = Fixture::with_pod("ownership-copy", "web", true).await?;
     let user = pod_maker(&f).await?;
-    // Made before the session: its name, its marks, its debugger's container.
-    let copy_name = naming::copy_name("cp");
-    let taken = create_as(&f, &user, &look_alike(&copy_name, "cp", Some("web"))?).await?;
+    // Made before the session: its name, its marks, its debugger's container. The
+    // webhook's dry run of the copy meets it, and the session is refused at apply.
+    let early = create_as(
+        &f,
+        &user,
+        &look_alike(&naming::copy_name("early"), "early", Some("web"))?,
+    )
+    .await?;
+    let mut request = session("early", TargetKind::Pod, "web", "30m")?;
+    request.spec.mode = Mode::Copy;
+    let refused = refusal(
+        "a copy whose name is taken",
+        f.sessions.api.create(&Default::default(), &request).await,
+    )?;
+    assert!(
+        refused.message.contains("already exists"),
+        "{}",
+        refused.message
+    );
+    assert_left_alone(&f, &early).await?;
 
-    let mut request = session("cp", TargetKind::Pod, "web", "30m")?;
+    // Made while the session waits for its target: the operator meets it.
+    let copy_name = naming::copy_name("cp");
+    let mut request = session("cp", TargetKind::Pod, "later", "30m")?;
     request.spec.mode = Mode::Copy;
     f.sessions.create(&request).await?;
+    let taken = create_as(&f, &user, &look_alike(&copy_name, "cp", Some("later"))?).await?;
+    f.workloads.create_pod(&nginx_pod("later", true)?).await?;
     let refused = f
         .sessions
         .wait_refused("cp", Phase::Failed, "NameTaken")
