@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::{Namespace, PodSpec};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use crate::crd::{DebugPolicy, DebugSession, Phase, Requester};
+use crate::crd::{DebugPolicy, DebugSession, Requester};
 use crate::k8s::access::{self, Check};
 use crate::k8s::workload;
-use crate::rules::govern::Surroundings;
+use crate::rules::govern::{Surroundings, live_before};
 use crate::rules::validate::Plan;
 use crate::session::Error;
 use crate::session::modes::{self, DryRun};
@@ -87,17 +87,8 @@ impl Io for KubeIo {
         let sessions = Api::<DebugSession>::namespaced(self.client.clone(), namespace)
             .list(&ListParams::default())
             .await?;
-        let live_sessions = sessions
-            .items
-            .iter()
-            .filter(|s| s.metadata.deletion_timestamp.is_none())
-            .filter(|s| {
-                !matches!(
-                    s.status.as_ref().and_then(|st| st.phase),
-                    Some(Phase::Expired | Phase::Ended | Phase::Failed)
-                )
-            })
-            .count();
+        // The session being created comes after every one there is.
+        let live_sessions = live_before(&sessions.items, namespace, None);
         Ok(Surroundings {
             policies: policies.items.into_iter().map(Arc::new).collect(),
             labels: ns.labels().clone(),

@@ -10,7 +10,7 @@ use super::Policy;
 use super::podsecurity;
 use super::policy::{self, Admitted};
 use super::validate::{Invalid, Plan};
-use crate::crd::{DebugPolicy, DebugSessionSpec};
+use crate::crd::{DebugPolicy, DebugSession, DebugSessionSpec, Phase};
 
 /// What decides whether a session in a namespace is allowed, besides the session.
 #[derive(Clone, Debug, Default)]
@@ -19,10 +19,48 @@ pub struct Surroundings {
     pub policies: Vec<Arc<DebugPolicy>>,
     /// The namespace's labels: they select policies and name its Pod Security level.
     pub labels: BTreeMap<String, String>,
-    /// Sessions in the namespace not yet Expired, Ended or Failed (nor being deleted), when
-    /// counted: the webhook counts them at creation, where the limit applies; the reconciler
-    /// does not.
+    /// Live sessions in the namespace ([`live_before`]) that come before this one: all of
+    /// them for the webhook at creation, those created earlier for the reconciler, which
+    /// so enforces the limit in creation order even when two webhook replicas admitted the
+    /// last slot at once. None: not counted.
     pub live_sessions: Option<usize>,
+}
+
+/// Whether `session` counts against a policy's limit: not being deleted, and not yet
+/// Expired, Ended or Failed.
+pub fn is_live(session: &DebugSession) -> bool {
+    session.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            session.status.as_ref().and_then(|s| s.phase),
+            Some(Phase::Expired | Phase::Ended | Phase::Failed)
+        )
+}
+
+/// The live sessions of `namespace` among `sessions` that were created before `session`
+/// (by creation time, then name); with no `session` (one being created, which comes last),
+/// all of them.
+pub fn live_before<'a>(
+    sessions: impl IntoIterator<Item = &'a DebugSession>,
+    namespace: &str,
+    session: Option<&DebugSession>,
+) -> usize {
+    let order = |s: &'a DebugSession| {
+        (
+            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            s.metadata.name.as_deref(),
+        )
+    };
+    let limit = session.map(|s| {
+        (
+            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            s.metadata.name.as_deref(),
+        )
+    });
+    sessions
+        .into_iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace) && is_live(s))
+        .filter(|s| limit.is_none_or(|limit| order(s) < limit))
+        .count()
 }
 
 /// The policy that admits the session `spec` (planned as `plan`) in `namespace`, or the
@@ -53,3 +91,6 @@ pub fn govern(
     })?;
     Ok(admitted)
 }
+
+#[cfg(test)]
+mod tests;

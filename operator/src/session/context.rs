@@ -106,6 +106,8 @@ impl Workloads {
 /// What the reconciler reads from watch caches instead of asking the API server.
 #[derive(Clone)]
 pub struct Caches {
+    /// Every DebugSession: the policy's limit counts the live ones created earlier.
+    pub sessions: Store<DebugSession>,
     /// Every DebugPolicy.
     pub policies: Store<DebugPolicy>,
     /// Every Namespace: its labels select policies and name its Pod Security level.

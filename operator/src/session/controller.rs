@@ -210,6 +210,7 @@ pub async fn run(
     let (controller, debugged_pods) = watch_debugged_pods(controller, &client);
     let (controller, workloads) = watch_all_workloads(controller, &client, &store);
     let caches = Caches {
+        sessions: store.clone(),
         policies: lookups.policies.clone(),
         namespaces: lookups.namespaces.clone(),
         workloads,

@@ -266,12 +266,30 @@ impl ApiServer {
 /// `deployments` (slimmed as the controller's watch does), Deployment web's ReplicaSet
 /// web-5d8b and the debugged pods `pods`, all synced.
 pub(super) fn caches(deployments: Vec<Value>, pods: Vec<Value>) -> Caches {
+    caches_with_sessions(deployments, pods, Vec::new(), Vec::new())
+}
+
+/// As [`caches`], with `sessions` and `policies` in their caches.
+pub(super) fn caches_with_sessions(
+    deployments: Vec<Value>,
+    pods: Vec<Value>,
+    sessions: Vec<DebugSession>,
+    debug_policies: Vec<DebugPolicy>,
+) -> Caches {
+    let (session_store, mut session_writer) = reflector::store::<DebugSession>();
+    for session in sessions {
+        session_writer.apply_watcher_event(&watcher::Event::InitApply(session));
+    }
+    session_writer.apply_watcher_event(&watcher::Event::InitDone);
     let (policies, mut policy_writer) = reflector::store::<DebugPolicy>();
     let (namespaces, mut namespace_writer) = reflector::store::<Namespace>();
     let mut shop = Namespace::default();
     shop.metadata.name = Some(NS.to_owned());
     namespace_writer.apply_watcher_event(&watcher::Event::InitApply(shop));
     namespace_writer.apply_watcher_event(&watcher::Event::InitDone);
+    for policy in debug_policies {
+        policy_writer.apply_watcher_event(&watcher::Event::InitApply(policy));
+    }
     policy_writer.apply_watcher_event(&watcher::Event::InitDone);
     let store = |kind: TargetKind, objects: Vec<Value>| {
         let mut writer = Writer::new(workload::api_resource(kind).unwrap());
@@ -293,6 +311,7 @@ pub(super) fn caches(deployments: Vec<Value>, pods: Vec<Value>) -> Caches {
     let debugged_pods = Synced::new(pod_store);
     debugged_pods.flag().store(true, Ordering::Relaxed);
     Caches {
+        sessions: session_store,
         policies,
         namespaces,
         workloads: Workloads {

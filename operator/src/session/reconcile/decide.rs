@@ -11,7 +11,7 @@ use crate::crd::{Access, DebugSessionStatus, Mode, Phase};
 use crate::k8s::access;
 use crate::rules;
 use crate::rules::approval::{self, Gate};
-use crate::rules::govern::{Surroundings, govern};
+use crate::rules::govern::{Surroundings, govern, live_before};
 use crate::rules::stamp;
 use crate::rules::validate::{self, Invalid, Plan};
 use crate::session::error::Error;
@@ -84,11 +84,17 @@ impl Pass<'_> {
             }
         };
         judged.mode = Some(plan.mode.into());
-        // The limit of live sessions applies when a session is created (by the webhook).
+        // The limit of live sessions, in creation order: a session that two webhook
+        // replicas admitted into the last slot at once is refused here.
+        let sessions = ctx.caches.sessions.state();
         let around = Surroundings {
             policies: ctx.caches.policies.state(),
             labels: ctx.caches.namespace_labels(self.ns)?,
-            live_sessions: None,
+            live_sessions: Some(live_before(
+                sessions.iter().map(AsRef::as_ref),
+                self.ns,
+                Some(session),
+            )),
         };
         let admitted_before = old.policy.is_some();
         let admitted = match govern(

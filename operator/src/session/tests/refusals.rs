@@ -3,8 +3,10 @@
 
 use kube::runtime::controller::Action;
 
-use crate::crd::Phase;
-use crate::session::fixtures::{condition, context, session, start};
+use crate::crd::{DebugPolicy, Phase};
+use crate::session::fixtures::{
+    caches_with_sessions, condition, context, context_with, session, start,
+};
 use crate::session::status::{READY, STALLED};
 
 #[tokio::test]
@@ -116,4 +118,39 @@ async fn a_sidecar_on_a_pod_is_refused_without_reading_any_workload() {
         server.finish(reconciling).await.unwrap(),
         Action::await_change()
     );
+}
+
+#[tokio::test]
+async fn the_leader_holds_the_policys_limit_in_creation_order() {
+    let policy: DebugPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "debug.shellcar.dev/v1alpha1",
+        "kind": "DebugPolicy",
+        "metadata": {"name": "one-at-a-time"},
+        "spec": {"maxSessionsPerNamespace": 1},
+    }))
+    .unwrap();
+    // Two webhook replicas admitted both into the last slot; "earlier" came first.
+    let mut earlier = session("target: {kind: Deployment, name: web}", 1200);
+    earlier.metadata.name = Some("earlier".to_owned());
+    let (ctx, mut server) = context_with(caches_with_sessions(
+        Vec::new(),
+        Vec::new(),
+        vec![earlier.clone()],
+        vec![policy],
+    ));
+    let later = session("target: {kind: Deployment, name: web}", 600);
+    let reconciling = start(&later, &ctx);
+
+    server.discovery().await;
+    server.teardown(false).await;
+    let status = server.status_patch(&later).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "PolicyDenied"));
+    assert!(
+        status.message.as_deref().unwrap().contains("one-at-a-time"),
+        "{:?}",
+        status.message
+    );
+    server.event("Warning", "PolicyDenied").await;
+    server.finish(reconciling).await.unwrap();
 }
