@@ -47,10 +47,19 @@ pub const REJECT_ANNOTATION: &str = "debug.shellcar.dev/reject";
 /// for it.
 pub const BUILT_IN_POLICY: &str = "(built-in)";
 
-/// Eight hex digits of SHA-256 of `s`.
+/// Hex digits of a session name's hash in the names derived from it: 64 bits, so that no
+/// two session names a user can choose share a container name or field manager by luck or
+/// by search (a 32-bit hash can be matched by brute force in seconds).
+const HASH_DIGITS: usize = 16;
+
+/// [`HASH_DIGITS`] hex digits of SHA-256 of `s`.
 fn short_hash(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());
-    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+    digest
+        .iter()
+        .take(HASH_DIGITS / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `s` made into the start of a DNS label: lowercase alphanumerics and dashes, at most
@@ -79,8 +88,8 @@ fn label_part(s: &str, max: usize) -> String {
 /// sessions apart even when their names differ only after the cut or in dots, and the
 /// prefix keeps it apart from the application's own containers.
 pub fn container_name(session: &str) -> String {
-    // 63 = "shellcar" + "-" + name part + "-" + 8 hex digits
-    let part = label_part(session, 63 - PREFIX.len() - 2 - 8);
+    // 63 = "shellcar" + "-" + name part + "-" + the hash
+    let part = label_part(session, 63 - PREFIX.len() - 2 - HASH_DIGITS);
     if part.is_empty() {
         format!("{PREFIX}-{}", short_hash(session))
     } else {
@@ -104,7 +113,11 @@ pub fn field_manager(session: &str) -> String {
     if plain.len() <= MAX {
         plain
     } else {
-        let head: String = session.chars().take(MAX - 22).collect();
+        // "shellcar.dev/" + head + "-" + the hash
+        let head: String = session
+            .chars()
+            .take(MAX - PREFIX.len() - 5 - 1 - HASH_DIGITS)
+            .collect();
         format!("{PREFIX}.dev/{head}-{}", short_hash(session))
     }
 }

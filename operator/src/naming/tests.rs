@@ -13,6 +13,10 @@ fn is_dns_label(s: &str) -> bool {
 fn container_name_is_readable_and_stable() {
     let name = container_name("web-debug");
     assert!(name.starts_with("shellcar-web-debug-"), "{name}");
+    // A 64-bit hash of the session name: 16 hex digits.
+    let hash = name.trim_start_matches("shellcar-web-debug-");
+    assert_eq!(hash.len(), 16, "{name}");
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
     assert_eq!(name, container_name("web-debug"));
     assert!(is_dns_label(&name));
 }
@@ -45,7 +49,7 @@ fn field_manager_names_the_session_and_fits() {
     assert_eq!(field_manager("web-debug"), "shellcar.dev/web-debug");
     let long = "s".repeat(253);
     let manager = field_manager(&long);
-    assert!(manager.len() <= 128, "{}", manager.len());
+    assert_eq!(manager.len(), 128, "{manager}");
     assert_ne!(manager, field_manager(&"s".repeat(252)));
     assert!(is_session_manager(&manager));
     assert!(!is_session_manager("kubectl-client-side-apply"));
