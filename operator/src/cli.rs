@@ -247,6 +247,10 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub allowed_images: Vec<String>,
+    /// How often the leader looks for debuggers whose session is gone (a finalizer removed
+    /// by hand) and removes them; it also looks when it starts leading.
+    #[arg(long, env = "SHELLCAR_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
     /// Address of the Prometheus /metrics endpoint.
     #[arg(long, env = "SHELLCAR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

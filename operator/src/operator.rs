@@ -36,6 +36,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity: leader::identity(),
     });
     let stamp_secret = (args.namespace.clone(), args.stamp_secret);
+    let sweep_interval = args.sweep_interval;
     let webhook = admission::Settings {
         addr: args.webhook_addr,
         namespace: args.namespace,
@@ -83,6 +84,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     client.clone(),
                     policy.clone(),
                     stamp.clone(),
+                    sweep_interval,
                     metrics.clone(),
                     stop,
                 );

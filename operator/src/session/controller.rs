@@ -28,7 +28,7 @@ use crate::rules::stamp::Key;
 use crate::runtime::error_chain;
 use crate::runtime::telemetry::Metrics;
 use crate::session::context::{Caches, Context, Synced, Workloads};
-use crate::session::reconcile;
+use crate::session::{reconcile, sweep};
 
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +197,7 @@ pub async fn run(
     client: Client,
     policy: Policy,
     stamp: Key,
+    sweep_interval: Duration,
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
@@ -224,7 +225,7 @@ pub async fn run(
         metrics.clone(),
         stamp,
     ));
-    run_controllers(controller, lookups, &client, ctx, stop).await;
+    run_controllers(controller, lookups, &client, ctx, sweep_interval, stop).await;
     // Only the leader counts sessions; a replica that stood down reports none.
     metrics.forget_sessions();
     info!("controller stopped");
@@ -368,6 +369,7 @@ async fn run_controllers(
     lookups: Lookups,
     client: &Client,
     ctx: Arc<Context>,
+    sweep_interval: Duration,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let Lookups {
@@ -385,6 +387,14 @@ async fn run_controllers(
             ctx.clone(),
         )
         .for_each(|_| std::future::ready(()));
+    let sweeping = {
+        let ctx = ctx.clone();
+        async move {
+            // Every session must be known before anything is taken for an orphan.
+            let _ = wait_until_ready(&ctx.caches.sessions).await;
+            sweep::run(ctx, sweep_interval).await;
+        }
+    };
     let sessions = async move {
         // No session is judged before every policy and namespace is known: an empty
         // cache would read as "no policy", and revoke what a policy allows.
@@ -396,6 +406,7 @@ async fn run_controllers(
     // The watches feed the caches as long as the session controller runs.
     tokio::select! {
         () = sessions => {}
+        () = sweeping => {}
         () = feed => {}
         () = policy_status => warn!("the DebugPolicy status controller ended"),
     }

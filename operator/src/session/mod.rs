@@ -16,6 +16,7 @@ pub mod policy_status;
 pub mod reconcile;
 mod report;
 pub mod status;
+mod sweep;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,163 @@
+//! The orphan sweep: a Sidecar debugger whose session is gone is removed all the same.
+//!
+//! A session's finalizer holds it until its debugger is removed, and the
+//! ValidatingAdmissionPolicy lets only the operator (and cluster admins) remove that
+//! finalizer. A cluster admin who strips it anyway, or a restore of workloads from a
+//! backup, can still leave a workload's pod template carrying a debugger that no session
+//! stands for. The leader looks at start and every `--sweep-interval`: each server-side
+//! apply field manager of a session (`shellcar.dev/<session>`) on a Deployment,
+//! StatefulSet, DaemonSet or ReplicaSet of a namespace where no session of that name
+//! exists is removed, as the session's own teardown would, and a Warning Event
+//! `OrphanRemoved` on the workload says so.
+//!
+//! Copies need no sweep: each is owned by its session, and the garbage collector deletes
+//! it with the session. Ephemeral debuggers are not swept (see the README).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::events::{Event, EventType};
+use tracing::{info, warn};
+
+use crate::crd::{DebugSession, TargetKind};
+use crate::k8s::workload;
+use crate::naming;
+use crate::runtime::error_chain;
+use crate::session::context::Context;
+use crate::session::modes::sidecar;
+
+/// The kinds whose pod templates Sidecar sessions change.
+const KINDS: [TargetKind; 4] = [
+    TargetKind::Deployment,
+    TargetKind::StatefulSet,
+    TargetKind::DaemonSet,
+    TargetKind::ReplicaSet,
+];
+
+/// A session's field manager found on a workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub namespace: String,
+    pub kind: TargetKind,
+    pub name: String,
+    pub uid: Option<String>,
+    pub manager: String,
+}
+
+/// The managers in `found` that no session in `sessions` stands for: none of the sessions
+/// of that namespace has that field manager.
+pub fn orphans<'a>(
+    found: Vec<Found>,
+    sessions: impl IntoIterator<Item = &'a DebugSession>,
+) -> Vec<Found> {
+    let alive: BTreeSet<(String, String)> = sessions
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.metadata.name.as_deref()?;
+            let ns = s.metadata.namespace.clone()?;
+            Some((ns, naming::field_manager(name)))
+        })
+        .collect();
+    found
+        .into_iter()
+        .filter(|f| !alive.contains(&(f.namespace.clone(), f.manager.clone())))
+        .collect()
+}
+
+/// Every session field manager on every workload, from a metadata-only list per kind.
+async fn find(ctx: &Context) -> Result<Vec<Found>, kube::Error> {
+    let mut found = Vec::new();
+    for kind in KINDS {
+        let Some(resource) = workload::api_resource(kind) else {
+            continue;
+        };
+        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
+        for object in api.list_metadata(&ListParams::default()).await?.items {
+            let meta = object.metadata;
+            let managers = meta.managed_fields.iter().flatten();
+            for manager in managers.filter_map(|m| m.manager.as_deref()) {
+                let one = Found {
+                    namespace: meta.namespace.clone().unwrap_or_default(),
+                    kind,
+                    name: meta.name.clone().unwrap_or_default(),
+                    uid: meta.uid.clone(),
+                    manager: manager.to_owned(),
+                };
+                // A manager may hold an Apply and an Update entry.
+                if naming::is_session_manager(manager) && !found.contains(&one) {
+                    found.push(one);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// One sweep; returns how many orphans it removed.
+pub async fn sweep(ctx: &Context) -> Result<usize, kube::Error> {
+    // Workloads first, sessions second: a session created in between has applied nothing
+    // before it reached the cache, so it is never taken for an orphan.
+    let found = find(ctx).await?;
+    let sessions = ctx.caches.sessions.state();
+    let orphans = orphans(found, sessions.iter().map(AsRef::as_ref));
+    let mut removed = 0;
+    for orphan in orphans {
+        let Found {
+            namespace,
+            kind,
+            name,
+            uid,
+            manager,
+        } = &orphan;
+        let workloads = &ctx.caches.workloads;
+        match sidecar::teardown(&ctx.client, workloads, namespace, *kind, name, manager).await {
+            Ok(()) => {
+                removed += 1;
+                info!(%namespace, %kind, %name, %manager, "removed an orphaned debugger");
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "OrphanRemoved".to_owned(),
+                    note: Some(format!(
+                        "removed what field manager {manager} had added to the pod template: no DebugSession of that name exists in {namespace} (its finalizer was removed before its teardown)"
+                    )),
+                    action: "Sweep".to_owned(),
+                    secondary: None,
+                };
+                let reference = ObjectReference {
+                    api_version: Some("apps/v1".to_owned()),
+                    kind: Some(kind.as_str().to_owned()),
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.clone()),
+                    uid: uid.clone(),
+                    ..Default::default()
+                };
+                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                    warn!(error = %e, "could not publish an event");
+                }
+            }
+            Err(e) => {
+                warn!(error = %error_chain(&e), %namespace, %kind, %name, "removing an orphaned debugger")
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Sweeps once the sessions are known, then every `interval`, for as long as the leader
+/// runs the controller.
+pub async fn run(ctx: Arc<Context>, interval: Duration) {
+    loop {
+        match sweep(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "orphan sweep"),
+            Err(e) => warn!(error = %error_chain(&e), "orphan sweep"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;
