@@ -9,6 +9,7 @@
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation};
 use kube::ResourceExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::crd::DebugSession;
@@ -34,7 +35,7 @@ pub fn ops(
 ) -> Result<Vec<PatchOperation>, Error> {
     let mut patched = serde_json::to_value(object)?;
     json_patch::patch(&mut patched, ops)?;
-    let settled: DebugSession = serde_json::from_value(patched.clone())?;
+    let settled = DebugSession::deserialize(&patched)?;
     let value = match (old, &settled.spec.requester) {
         // An update of a session whose stamp does not hold keeps whatever it had.
         (Some(old), _) if stamp::verify(key, old).is_err() => {

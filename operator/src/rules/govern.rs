@@ -44,23 +44,20 @@ pub fn live_before<'a>(
     namespace: &str,
     session: Option<&DebugSession>,
 ) -> usize {
-    let order = |s: &'a DebugSession| {
-        (
-            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            s.metadata.name.as_deref(),
-        )
-    };
-    let limit = session.map(|s| {
-        (
-            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            s.metadata.name.as_deref(),
-        )
-    });
+    let limit = session.map(creation_order);
     sessions
         .into_iter()
         .filter(|s| s.metadata.namespace.as_deref() == Some(namespace) && is_live(s))
-        .filter(|s| limit.is_none_or(|limit| order(s) < limit))
+        .filter(|s| limit.is_none_or(|limit| creation_order(s) < limit))
         .count()
+}
+
+/// Where `session` stands in creation order: its creation time, then its name.
+fn creation_order(session: &DebugSession) -> (Option<jiff::Timestamp>, Option<&str>) {
+    (
+        session.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        session.metadata.name.as_deref(),
+    )
 }
 
 /// The policy that admits the session `spec` (planned as `plan`) in `namespace`, or the
