@@ -14,6 +14,9 @@ use crate::cluster::{is_ready, pod_summary};
 use crate::wait::{Polled, poll};
 use crate::workload::{NGINX_CONTAINER, NGINX_IMAGE, Workloads, as_user, is_shellcar_key, pretty};
 
+/// How the operator's stopper containers are named (`shellcar::naming::stopper_name`).
+pub const STOPPER_PREFIX: &str = "shellcar-stop-";
+
 /// A bare Pod `name` (no controller) of real nginx, labelled `app=<name>`, with a short
 /// grace period; with `readiness` a `tcpSocket: 80` readiness probe.
 pub fn nginx_pod(name: &str, readiness: bool) -> Result<Pod> {
@@ -79,19 +82,40 @@ impl Workloads {
     /// Waits until ephemeral debugger `container` in `source` (the pod as it was before
     /// the session) has terminated, and asserts that this stopped debugger is all that
     /// changed in the pod's containers: the pod is still `source` (same UID, not
-    /// replaced), `container` is its only ephemeral container, and nginx is still the same
-    /// running process, never restarted. Returns the pod.
+    /// replaced), `container` is its only ephemeral container besides the operator's
+    /// stopped stopper, and nginx is still the same running process, never restarted.
+    /// Returns the pod.
     pub async fn wait_debugger_stopped(&self, source: &Pod, container: &str) -> Result<Pod> {
         let name = source.name_any();
         let nginx = running_instance(source, NGINX_CONTAINER)
             .with_context(|| format!("nginx is not running in pod {name}"))?;
         let after = self
-            .wait_pod(&name, "with the ephemeral debugger terminated", |p| {
-                ephemeral_terminated(p, container)
-            })
+            .wait_pod(
+                &name,
+                "with the ephemeral debugger (and its stopper) terminated",
+                |p| {
+                    ephemeral_terminated(p, container)
+                        && ephemeral_containers(p)
+                            .iter()
+                            .filter(|c| c.starts_with(STOPPER_PREFIX))
+                            .all(|c| ephemeral_terminated(p, c))
+                },
+            )
             .await?;
         assert_eq!(after.uid(), source.uid(), "pod {name} was replaced");
-        assert_eq!(ephemeral_containers(&after), vec![container.to_owned()]);
+        // Beside the debugger, at most the operator's stopper, itself stopped.
+        let others: Vec<String> = ephemeral_containers(&after)
+            .into_iter()
+            .filter(|c| c != container)
+            .collect();
+        assert!(
+            others.len() <= 1
+                && others
+                    .iter()
+                    .all(|c| c.starts_with(STOPPER_PREFIX) && ephemeral_terminated(&after, c)),
+            "pod {name} has ephemeral containers other than the debugger and its stopper: {:?}",
+            ephemeral_states(&after)
+        );
         assert_eq!(
             running_instance(&after, NGINX_CONTAINER),
             Some(nginx),

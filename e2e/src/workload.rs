@@ -35,7 +35,7 @@ pub fn is_shellcar_key(key: &str) -> bool {
 
 /// The pod template of real nginx that the test workloads share, pods labelled
 /// `app=<name>`. Grace period is short so that rollouts do not wait for slow terminations.
-fn nginx_template(name: &str) -> serde_json::Value {
+pub fn nginx_template(name: &str) -> serde_json::Value {
     json!({
         "metadata": {"labels": {"app": name}},
         "spec": {

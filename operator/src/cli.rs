@@ -49,6 +49,10 @@ pub enum Command {
     Reject(DecideArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
+    /// Kill every process of an ephemeral debugger container (run by the operator, from
+    /// its own image, beside the debugger).
+    #[command(hide = true)]
+    StopDebugger(StopDebuggerArgs),
 }
 
 /// Parses the process's arguments. Run as `kubectl-shellcar` (by `kubectl shellcar`), help
@@ -247,6 +251,11 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub allowed_images: Vec<String>,
+    /// Image of the container that stops Ephemeral debuggers from outside their own image
+    /// (it runs `shellcar stop-debugger`). Default: the image this operator runs from, read
+    /// from its own pod (POD_NAME, POD_NAMESPACE).
+    #[arg(long, env = "SHELLCAR_STOPPER_IMAGE")]
+    pub stopper_image: Option<String>,
     /// How often the leader looks for debuggers whose session is gone (a finalizer removed
     /// by hand) and removes them; it also looks when it starts leading.
     #[arg(long, env = "SHELLCAR_SWEEP_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
@@ -304,6 +313,12 @@ pub struct RunArgs {
     /// read it and serve it, never write it, and leave the caBundle to cert-manager.
     #[arg(long)]
     pub external_certificate: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopDebuggerArgs {
+    /// The debugger's container ID, as the pod's status gives it (`containerd://<hex>`).
+    pub container_id: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -22,6 +22,7 @@ mod operator;
 mod rules;
 mod runtime;
 mod session;
+pub mod stopper;
 mod ttl;
 
 pub use operator::run;

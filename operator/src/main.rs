@@ -46,6 +46,7 @@ async fn command(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = client::approve::decide(Decision::Rejected, args).await?;
             Ok(ExitCode::from(code))
         }
+        Command::StopDebugger(args) => Ok(shellcar::stopper::run(&args.container_id)),
         Command::Completion(args) => {
             // Named as invoked: `shellcar`, or `kubectl-shellcar` on PATH as a plugin.
             let name = std::env::args_os()

@@ -97,6 +97,12 @@ pub fn container_name(session: &str) -> String {
     }
 }
 
+/// Name of the ephemeral container that stops session `session`'s Ephemeral debugger
+/// from the operator's own image: `shellcar-stop-<hash>`.
+pub fn stopper_name(session: &str) -> String {
+    format!("{PREFIX}-stop-{}", short_hash(session))
+}
+
 /// Name of the pod that a Copy session creates. The container name's rules (a DNS label,
 /// unique per session) suit a pod name too.
 pub fn copy_name(session: &str) -> String {

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Pod;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::admission;
 use crate::cli::RunArgs;
 use crate::k8s::stamp_key;
-use crate::rules::Policy;
+use crate::rules::{Policy, Stopper};
 use crate::runtime::leader::{self, Election};
 use crate::runtime::telemetry::{self, Health, Metrics};
 use crate::runtime::{api_requests, retry, version};
@@ -29,7 +30,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_ttl: args.max_ttl,
         allowed_images: args.allowed_images,
         start_deadline: args.start_deadline,
+        stopper: None,
     };
+    let stopper_image = args.stopper_image;
     let election = args.leader_elect.then(|| Election {
         namespace: args.namespace.clone(),
         lease: args.lease_name,
@@ -70,6 +73,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             stamp_key::ensure(&client, namespace, secret)
         })
         .await;
+        let stopper = match stopper_image {
+            Some(image) => Some(Stopper {
+                image,
+                pull_policy: None,
+            }),
+            None => own_image(&client, namespace).await,
+        };
+        let policy = Policy { stopper, ..policy };
         let admission = admission::run(
             client.clone(),
             webhook,
@@ -105,6 +116,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         result = work => result?,
     }
     Ok(())
+}
+
+/// The image (and pull policy) of this operator's own container, read from its pod; `None`
+/// outside a pod or when the pod cannot be read (Ephemeral debuggers are then stopped
+/// through exec only).
+async fn own_image(client: &kube::Client, namespace: &str) -> Option<Stopper> {
+    let name = std::env::var("POD_NAME").ok()?;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), namespace);
+    let pod = match pods.get(&name).await {
+        Ok(pod) => pod,
+        Err(e) => {
+            warn!(error = %e, "cannot read this operator's pod: Ephemeral debuggers are stopped through exec only");
+            return None;
+        }
+    };
+    let container = pod.spec?.containers.into_iter().next()?;
+    Some(Stopper {
+        image: container.image?,
+        pull_policy: container.image_pull_policy,
+    })
 }
 
 /// Resolves at SIGTERM (the kubelet stopping the pod) or Ctrl+C.

@@ -35,6 +35,8 @@ pub enum Rollout {
     Automatic,
     /// Pods take the new template only when they are deleted (ReplicaSets, `OnDelete`).
     OnDelete,
+    /// A paused Deployment: nothing rolls out until it is resumed.
+    Paused,
 }
 
 /// A workload with a pod template, as the operator needs to see it.
@@ -89,8 +91,13 @@ impl Workload {
             .and_then(|s| s.get("updateStrategy"))
             .and_then(|u| u.get("type"))
             .and_then(|t| t.as_str());
+        let paused = spec
+            .and_then(|s| s.get("paused"))
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
         let rollout = match (kind, strategy) {
             (TargetKind::ReplicaSet, _) | (_, Some("OnDelete")) => Rollout::OnDelete,
+            (TargetKind::Deployment, _) if paused => Rollout::Paused,
             _ => Rollout::Automatic,
         };
         let selector = spec
@@ -246,7 +253,7 @@ pub fn slim(obj: &mut DynamicObject, targeted: bool) {
         spec.retain(|k, _| {
             matches!(
                 k.as_str(),
-                "template" | "updateStrategy" | "selector" | "replicas"
+                "template" | "updateStrategy" | "selector" | "replicas" | "paused"
             )
         });
     }

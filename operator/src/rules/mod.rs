@@ -32,4 +32,14 @@ pub struct Policy {
     /// Images a debugger may use, or the registries and paths they may come from (see
     /// [`image::allowed`]), where no DebugPolicy names its own; empty allows every image.
     pub allowed_images: Vec<String>,
+    /// The image that stops Ephemeral debuggers from outside their own image (the
+    /// operator's, see [`crate::stopper`]); `None` stops them through exec only.
+    pub stopper: Option<Stopper>,
+}
+
+/// An image, and when the kubelet pulls it, as a container names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stopper {
+    pub image: String,
+    pub pull_policy: Option<String>,
 }

@@ -342,6 +342,7 @@ pub(super) fn context_with(caches: Caches) -> (Arc<Context>, ApiServer) {
         default_image: "busybox".to_owned(),
         max_ttl: Duration::from_secs(24 * 3600),
         allowed_images: Vec::new(),
+        stopper: None,
         start_deadline: Duration::from_secs(300),
     };
     let ctx = Context::new(

@@ -320,6 +320,7 @@ impl<'a> Pass<'a> {
             self.session,
             self.ns,
             ending,
+            ctx.policy.stopper.as_ref(),
         )
         .await?;
         if matches!(self.old.phase, Some(Phase::Injecting | Phase::Active)) {
@@ -394,6 +395,12 @@ impl<'a> Pass<'a> {
         }
         let api: Api<DebugSession> = Api::namespaced(ctx.client.clone(), self.ns);
         report::write_status(&api, &name, &new).await?;
+        // What teardown could not remove is said once, as a Warning, never as removed.
+        for line in new.leftovers.iter().filter(|l| !old.leftovers.contains(l)) {
+            let note = line.trim_end().to_owned();
+            ctx.publish(session, EventType::Warning, "LeftBehind", note)
+                .await;
+        }
         let Some(t) = status::transition(old, &new) else {
             return Ok(());
         };

@@ -277,9 +277,6 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         |t| format!("{} {}", t.kind, t.name),
     );
     let mut verdict = Verdict::of(&facts.situation, &facts.container, &target);
-    if let Some(requester) = &facts.requester {
-        verdict.message = format!("{}; requested by {requester}", verdict.message);
-    }
     let mut status = DebugSessionStatus {
         observed_generation: facts.generation,
         conditions: old.conditions.clone(),
@@ -308,6 +305,17 @@ pub fn next(old: &DebugSessionStatus, facts: Facts) -> DebugSessionStatus {
         if !status.leftovers.contains(&line) {
             status.leftovers.push(line);
         }
+    }
+    // An ended session never says its debugger is gone where something of it is left.
+    if matches!(verdict.phase, Phase::Expired | Phase::Ended) && !status.leftovers.is_empty() {
+        verdict.message = format!(
+            "{}, except what status.leftovers lists: {}",
+            verdict.message,
+            status.leftovers.join("; ").trim_end()
+        );
+    }
+    if let Some(requester) = &facts.requester {
+        verdict.message = format!("{}; requested by {requester}", verdict.message);
     }
     if let Situation::Injected { pods, .. } = facts.situation {
         remember(&mut status.targets, status.target.as_ref());

@@ -114,7 +114,7 @@ pub async fn sweep(ctx: &Context) -> Result<usize, kube::Error> {
         } = &orphan;
         let workloads = &ctx.caches.workloads;
         match sidecar::teardown(&ctx.client, workloads, namespace, *kind, name, manager).await {
-            Ok(()) => {
+            Ok(_) => {
                 removed += 1;
                 info!(%namespace, %kind, %name, %manager, "removed an orphaned debugger");
                 let event = Event {

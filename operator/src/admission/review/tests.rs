@@ -65,6 +65,7 @@ fn webhook(io: FakeIo) -> Webhook<FakeIo> {
             default_image: "busybox".to_owned(),
             max_ttl: Duration::from_secs(24 * 3600),
             allowed_images: vec![],
+            stopper: None,
             start_deadline: Duration::from_secs(300),
         },
         capabilities: Capabilities {

@@ -5,6 +5,7 @@ fn defaults() -> Defaults {
         default_image: "busybox".to_owned(),
         max_ttl: Duration::from_secs(24 * 3600),
         allowed_images: vec![],
+        stopper: None,
         start_deadline: Duration::from_secs(300),
     }
 }

@@ -6,6 +6,7 @@ fn policy() -> Policy {
         default_image: "busybox".to_owned(),
         max_ttl: Duration::from_secs(24 * 3600),
         allowed_images: vec![],
+        stopper: None,
         start_deadline: Duration::from_secs(300),
     }
 }

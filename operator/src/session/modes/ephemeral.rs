@@ -8,12 +8,24 @@
 //! (ttl raised) moves the deadline through a file the wrapper reads. The kill finds
 //! the container's processes by their cgroup, so it works whatever command the debugger
 //! runs, and never touches the target's processes, which share the PID namespace.
+//!
+//! All of that runs the debugger's own `sh`, `cat` and `date`, and reads a file in its
+//! filesystem, which whoever holds the shell can change. So teardown does not trust it:
+//! while the operator runs, an ending session's debugger is stopped by a second
+//! ephemeral container from the operator's own image ([`crate::stopper`]), aimed at the
+//! same target and running as the debugger's user, which kills the processes of the
+//! debugger's container by the container ID the pod's status gives. Exec into the
+//! debugger is the fallback where that cannot run (no stopper image, a user it may not
+//! signal).
 
 use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::TryFutureExt;
-use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EphemeralContainer, Pod, PodSecurityContext, SeccompProfile,
+    SecurityContext,
+};
 use kube::ResourceExt;
 use kube::api::{
     Api, ApiResource, AttachParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams,
@@ -24,6 +36,7 @@ use tracing::{info, warn};
 use super::{DryRun, Outcome, Owner, Request, Trial, owns_fields, select, verdict};
 use crate::api_error::ApiError;
 use crate::crd::{EphemeralTeardown, TargetKind};
+use crate::rules::Stopper;
 use crate::rules::validate::{self, Invalid};
 use crate::runtime::error_chain;
 use crate::session::error::Error;
@@ -364,6 +377,8 @@ pub struct Teardown<'a> {
     pub policy: EphemeralTeardown,
     /// The policy is Recycle and the session ended normally: evicting is allowed.
     pub recycle: bool,
+    /// The image that stops a running debugger from outside it; `None`: exec only.
+    pub stopper: Option<&'a Stopper>,
 }
 
 /// The live pods of the namespace that have an ephemeral container named `container`,
@@ -422,16 +437,15 @@ async fn teardown_pod(pods: &Api<Pod>, pod: &Pod, t: &Teardown<'_>) -> Result<St
                 "the ephemeral debugger {container} in pod {pod_name} never started; if it starts later, it finds its deadline passed and stops at once. "
             );
         }
-        State::Running => {
-            if let Err(e) = stop(pods, &pod_name, container).await
-                && !stopped_anyway(pods, &pod_name, container).await
-            {
-                warn!(pod = %pod_name, error = %error_chain(&e), "could not stop the debugger");
-                line = format!(
-                    "the ephemeral debugger {container} in pod {pod_name} could not be stopped now ({e}); its own watchdog stops it when the session would have expired. "
-                );
+        State::Running => match stop_from_outside(pods, pod, t).await {
+            Ok(Some(note)) => line = note,
+            outcome => {
+                if let Err(e) = outcome {
+                    warn!(pod = %pod_name, error = %error_chain(&e), "could not run the stopper; stopping the debugger through exec");
+                }
+                line = stop_from_inside(pods, &pod_name, container).await;
             }
-        }
+        },
     }
     let evict = recyclable(pod, t);
     line += &match t.policy {
@@ -488,11 +502,181 @@ async fn stopped_anyway(pods: &Api<Pod>, pod: &str, container: &str) -> bool {
     false
 }
 
-/// Stops a running ephemeral debugger through exec.
-async fn stop(pods: &Api<Pod>, pod: &str, container: &str) -> Result<(), Error> {
-    run(pods, pod, container, stop_command()).await?;
-    info!(%pod, %container, "stopped the ephemeral debugger");
-    Ok(())
+/// Stops a running ephemeral debugger through exec, with its own image's tools; returns
+/// the sentence status keeps when it did not stop.
+async fn stop_from_inside(pods: &Api<Pod>, pod: &str, container: &str) -> String {
+    let stopped = run(pods, pod, container, stop_command()).await;
+    match stopped {
+        Ok(()) if stopped_anyway(pods, pod, container).await => {
+            info!(%pod, %container, "stopped the ephemeral debugger through exec");
+            String::new()
+        }
+        Ok(()) => format!(
+            "the ephemeral debugger {container} in pod {pod} still runs after its stop command; its own watchdog, which runs in its image, is all that stops it now. "
+        ),
+        Err(e) if stopped_anyway(pods, pod, container).await => {
+            info!(%pod, %container, error = %e, "the ephemeral debugger stopped");
+            String::new()
+        }
+        Err(e) => {
+            warn!(%pod, error = %error_chain(&e), "could not stop the debugger");
+            format!(
+                "the ephemeral debugger {container} in pod {pod} could not be stopped now ({e}); its own watchdog, which runs in its image, is all that stops it now. "
+            )
+        }
+    }
+}
+
+/// Longest teardown waits for the stopper to end a debugger: pulling the operator's image
+/// on a node that lacks it included.
+const STOPPER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stops the running debugger in `pod` with a stopper container from the operator's
+/// image ([`crate::stopper`]); returns the sentence status keeps, or `None` where that
+/// cannot be done (no stopper image, no container ID yet, the stopper ended and the
+/// debugger still runs) so that the caller falls back to exec.
+async fn stop_from_outside(
+    pods: &Api<Pod>,
+    pod: &Pod,
+    t: &Teardown<'_>,
+) -> Result<Option<String>, Error> {
+    let (pod_name, container) = (pod.name_any(), t.container);
+    let Some(stopper) = t.stopper else {
+        return Ok(None);
+    };
+    let Some(added) = stopper_container(stopper, &naming::stopper_name(t.session), pod, container)
+    else {
+        return Ok(None);
+    };
+    if state(pod, &added.name) == State::Absent {
+        write(&pods.clone().into_client(), pod, &added, false)
+            .await
+            .map_err(Error::pod("adding the stopper to", &pod_name))?;
+        info!(pod = %pod_name, %container, stopper = %added.name, "stopping the ephemeral debugger from the operator's image");
+    }
+    let deadline = tokio::time::Instant::now() + STOPPER_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        let Some(now) = pods
+            .get_opt(&pod_name)
+            .await
+            .map_err(Error::pod("reading", &pod_name))?
+        else {
+            return Ok(Some(String::new()));
+        };
+        if state(&now, container) == State::Terminated {
+            let said = termination_message(&now, &added.name)
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            return Ok(Some(format!(
+                "the ephemeral debugger {container} in pod {pod_name} was stopped by {}, an ephemeral container from the operator's image that the pod keeps too{said}. ",
+                added.name
+            )));
+        }
+        if state(&now, &added.name) == State::Terminated {
+            let said = termination_message(&now, &added.name).unwrap_or_default();
+            warn!(pod = %pod_name, %container, stopper = %added.name, message = %said, "the stopper ended and the debugger still runs");
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    warn!(pod = %pod_name, %container, "the stopper did not end the debugger in time");
+    Ok(None)
+}
+
+/// The message ephemeral container `name` in `pod` left when it terminated.
+fn termination_message(pod: &Pod, name: &str) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .ephemeral_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == name)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .message
+        .as_ref()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+}
+
+/// The stopper container `name` for debugger `debugger` in `pod`: `stopper`'s image running
+/// `shellcar stop-debugger <container ID>`, aimed at the debugger's target (so it sees the
+/// debugger's processes), as the debugger's user ([`stopper_security`]). `None` until the
+/// pod's status gives the debugger's container ID.
+pub(super) fn stopper_container(
+    stopper: &Stopper,
+    name: &str,
+    pod: &Pod,
+    debugger: &str,
+) -> Option<EphemeralContainer> {
+    let spec = pod.spec.as_ref()?;
+    let debugger_spec = spec
+        .ephemeral_containers
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == debugger)?;
+    let id = pod
+        .status
+        .as_ref()?
+        .ephemeral_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == debugger)?
+        .container_id
+        .clone()?;
+    let id = crate::stopper::container_id(&id)?.to_owned();
+    Some(EphemeralContainer {
+        name: name.to_owned(),
+        image: Some(stopper.image.clone()),
+        image_pull_policy: stopper.pull_policy.clone(),
+        args: Some(vec!["stop-debugger".to_owned(), id]),
+        target_container_name: debugger_spec.target_container_name.clone(),
+        security_context: Some(stopper_security(
+            debugger_spec.security_context.as_ref(),
+            spec.security_context.as_ref(),
+        )),
+        termination_message_policy: Some("File".to_owned()),
+        ..Default::default()
+    })
+}
+
+/// How the stopper runs: as the debugger's user and group, with nothing else it does not
+/// need (no privilege escalation, a read-only root, the runtime's seccomp profile, every
+/// capability dropped). Where neither the debugger nor the pod names a user and neither
+/// requires a non-root one, the debugger runs as its image's user, which may be root:
+/// the stopper then runs as root with `KILL`, which Pod Security's baseline level admits.
+/// Under `runAsNonRoot` with no user named, it runs as its own image's user and may not be
+/// allowed to signal the debugger; teardown then falls back to exec.
+pub(super) fn stopper_security(
+    debugger: Option<&SecurityContext>,
+    pod: Option<&PodSecurityContext>,
+) -> SecurityContext {
+    let user = debugger
+        .and_then(|c| c.run_as_user)
+        .or_else(|| pod.and_then(|p| p.run_as_user));
+    let non_root = debugger
+        .and_then(|c| c.run_as_non_root)
+        .or_else(|| pod.and_then(|p| p.run_as_non_root))
+        .unwrap_or(false);
+    let root = user.is_none() && !non_root;
+    SecurityContext {
+        run_as_user: if root { Some(0) } else { user },
+        run_as_group: debugger.and_then(|c| c.run_as_group),
+        run_as_non_root: non_root.then_some(true),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            add: root.then(|| vec!["KILL".to_owned()]),
+            drop: Some(vec!["ALL".to_owned()]),
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Longest an exec into a debugger may take: a hung debugger must not hold a deletion.

@@ -26,6 +26,7 @@ use crate::crd::{
 };
 use crate::crd::{Mode, Resolved};
 use crate::k8s::owners::{self, Owners};
+use crate::rules::Stopper;
 use crate::rules::validate::{Invalid, MAX_PODS, Plan};
 use crate::runtime::error_chain;
 use crate::session::context::Context;
@@ -289,6 +290,7 @@ pub async fn teardown(
     session: &DebugSession,
     ns: &str,
     ending: Ending,
+    stopper: Option<&Stopper>,
 ) -> Result<Vec<String>, Error> {
     let name = session.name_any();
     let manager = naming::field_manager(&name);
@@ -304,11 +306,15 @@ pub async fn teardown(
             workloads.push((kind, name));
         }
     }
+    let mut leftovers = Vec::new();
     for (kind, name) in workloads {
-        sidecar::teardown(client, cached, ns, kind, name, &manager).await?;
+        let seen = sidecar::teardown(client, cached, ns, kind, name, &manager).await?;
+        if let Some(workload) = seen {
+            leftovers.extend(sidecar_leftovers(client, cached, ns, &workload, &container).await?);
+        }
     }
     if sidecar_only(session) {
-        return Ok(Vec::new());
+        return Ok(leftovers);
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     copy::teardown(&pods, &name, session.uid().as_deref()).await?;
@@ -320,13 +326,33 @@ pub async fn teardown(
         manager: &manager,
         policy: session.spec.teardown.ephemeral,
         recycle,
+        stopper,
     };
     let debugged = ephemeral::debugged(&pods, &container).await?;
     if debugged.is_empty() {
-        return Ok(Vec::new());
+        return Ok(leftovers);
     }
     let owners = teardown_owners(client, cached, session, ns, &debugged).await?;
-    ephemeral::teardown(&pods, owners::owned(debugged, &owners), &ephemeral).await
+    leftovers
+        .extend(ephemeral::teardown(&pods, owners::owned(debugged, &owners), &ephemeral).await?);
+    Ok(leftovers)
+}
+
+/// The pods of `workload` that still run debugger `container` once its template is
+/// restored, where the workload does not replace them by itself ([`sidecar::leftovers`]).
+/// Pods are listed only for such workloads.
+async fn sidecar_leftovers(
+    client: &Client,
+    cached: &Workloads,
+    ns: &str,
+    workload: &workload::Workload,
+    container: &str,
+) -> Result<Vec<String>, Error> {
+    if workload.rollout == workload::Rollout::Automatic {
+        return Ok(Vec::new());
+    }
+    let pods = workload_pods(client, Some(&cached.replica_sets), ns, workload).await?;
+    Ok(sidecar::leftovers(workload, &pods, container))
 }
 
 /// The owners of the pods whose ephemeral debugger `debugged` a session's teardown may
@@ -454,17 +480,30 @@ async fn target_pods(
         return Ok(None);
     };
     let resolved = resolved(target.kind, &workload.name, workload.uid.clone());
+    let owned = workload_pods(client, replica_sets, ns, &workload).await?;
+    Ok(Some((resolved, owned)))
+}
+
+/// The pods of `workload`, by owner UID ([`owners::of`]).
+async fn workload_pods(
+    client: &Client,
+    replica_sets: Option<&Store<DynamicObject>>,
+    ns: &str,
+    workload: &workload::Workload,
+) -> Result<Vec<Pod>, Error> {
     // Without a selector the workload owns no pods we can find; never list them all.
     let Some(selector) = &workload.selector else {
-        return Ok(Some((resolved, Vec::new())));
+        return Ok(Vec::new());
     };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let found = pods
         .list(&ListParams::default().labels_from(selector))
         .await
         .map_err(Error::Pods)?
         .items;
+    let resolved = resolved(workload.kind, &workload.name, workload.uid.clone());
     let owners = owners::of(client, replica_sets, ns, &resolved, &found).await?;
-    Ok(Some((resolved, owners::owned(found, &owners))))
+    Ok(owners::owned(found, &owners))
 }
 
 /// The target's pod that session `session` (debugger `container`) would debug or copy

@@ -6,11 +6,11 @@
 //! `dry_run` and [`teardown`] send them.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-use kube::Client;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -242,6 +242,12 @@ fn rollout_note(workload: &Workload, pods: &[DebugPod]) -> Option<String> {
             workload.kind, workload.name
         ));
     }
+    if workload.rollout == Rollout::Paused && pods.is_empty() {
+        return Some(format!(
+            "Deployment {} is paused: its pods get the debugger once it is resumed",
+            workload.name
+        ));
+    }
     if workload.kind == TargetKind::DaemonSet {
         let running = pods.iter().filter(|p| p.ready).count();
         let nodes = workload.replicas.unwrap_or_default();
@@ -302,7 +308,8 @@ fn target_changes(managed: &[ManagedFieldsEntry], since: Timestamp) -> Vec<Targe
 ///
 /// The watch cache answers when it says the manager owns fields: the empty intent goes
 /// out without a read. Where it says not, the API server is asked: a cache a moment
-/// behind the session's own apply must not leave the debugger in place.
+/// behind the session's own apply must not leave the debugger in place. Returns the
+/// workload as it was read, `None` when it is gone.
 pub async fn teardown(
     client: &Client,
     workloads: &Workloads,
@@ -310,18 +317,17 @@ pub async fn teardown(
     kind: TargetKind,
     name: &str,
     manager: &str,
-) -> Result<(), Error> {
+) -> Result<Option<Workload>, Error> {
     let owned = |w: &Workload| owns_fields(&w.managed_fields, manager);
-    if !workloads.cached(ns, kind, name).is_some_and(|w| owned(&w)) {
-        let Some(workload) = workload::fetch(client, ns, kind, name).await? else {
-            return Ok(());
-        };
-        if !owned(&workload) {
-            return Ok(());
-        }
-    }
+    let workload = match workloads.cached(ns, kind, name).filter(owned) {
+        Some(cached) => cached,
+        None => match workload::fetch(client, ns, kind, name).await? {
+            Some(fetched) if owned(&fetched) => fetched,
+            other => return Ok(other),
+        },
+    };
     let Some(api) = workload::api(client, ns, kind) else {
-        return Ok(());
+        return Ok(Some(workload));
     };
     api.patch(
         name,
@@ -335,7 +341,40 @@ pub async fn teardown(
         source,
     })?;
     info!(%kind, %name, %manager, "removed the debugger");
-    Ok(())
+    Ok(Some(workload))
+}
+
+/// What status and Events say about pods of `workload` that still run debugger
+/// `container` after its template was restored, because the workload does not replace
+/// them by itself: a ReplicaSet, an `OnDelete` StatefulSet or DaemonSet, a paused
+/// Deployment. Pods on their way out and pods of a workload that rolls out by itself
+/// (they are being replaced) are not leftovers.
+pub fn leftovers(workload: &Workload, pods: &[Pod], container: &str) -> Vec<String> {
+    let why = match workload.rollout {
+        Rollout::Automatic => return Vec::new(),
+        Rollout::OnDelete => format!(
+            "{} {} replaces pods only when they are deleted; delete the pod to remove the debugger",
+            workload.kind, workload.name
+        ),
+        Rollout::Paused => format!(
+            "Deployment {} is paused; resume it to roll the debugger out",
+            workload.name
+        ),
+    };
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.containers.iter().any(|c| c.name == container))
+        })
+        .map(|p| {
+            format!(
+                "pod {} still runs the debugger {container}: {why}",
+                p.name_any()
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

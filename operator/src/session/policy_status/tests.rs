@@ -16,6 +16,7 @@ fn a_bad_glob_makes_the_policy_not_ready_with_its_reason() {
             default_image: "busybox".to_owned(),
             max_ttl: Duration::from_secs(3600),
             allowed_images: vec![],
+            stopper: None,
             start_deadline: Duration::from_secs(300),
         },
     )

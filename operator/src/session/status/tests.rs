@@ -243,6 +243,25 @@ fn leftovers_accumulate_without_repeats() {
     );
 }
 
+#[test]
+fn an_ended_session_with_leftovers_never_says_plainly_removed() {
+    let clean = next(
+        &DebugSessionStatus::default(),
+        facts(Situation::Expired, "2026-11-23T11:00:00Z"),
+    );
+    let said = clean.message.unwrap();
+    assert!(said.contains("was removed from"), "{said}");
+    assert!(!said.contains("leftovers"), "{said}");
+    let mut f = facts(Situation::Ended, "2026-11-23T11:00:00Z");
+    f.leftovers = vec!["pod web-a still runs the debugger dbg: ReplicaSet web-1 replaces pods only when they are deleted; delete the pod to remove the debugger".to_owned()];
+    let left = next(&DebugSessionStatus::default(), f);
+    let said = left.message.unwrap();
+    assert!(
+        said.contains("except what status.leftovers lists: pod web-a still runs the debugger dbg"),
+        "{said}"
+    );
+}
+
 fn injected(pods: Vec<DebugPod>, blocked: Option<Problem>) -> Situation {
     Situation::Injected {
         pods,

@@ -91,6 +91,7 @@ metadata:
         manager: "m",
         policy: EphemeralTeardown::Recycle,
         recycle: true,
+        stopper: None,
     };
     assert!(recyclable(&marked_owned, &ended));
     assert!(
@@ -139,4 +140,94 @@ fn a_pod_in_the_hosts_process_namespace_is_refused() {
     assert_eq!(invalid.reason(), "HostPIDConflict");
     let plain = pod("{metadata: {name: web}, spec: {containers: [{name: app}]}}");
     assert!(change(&base(), &plain, None, 0).is_ok());
+}
+
+const ID: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+fn stopper() -> crate::rules::Stopper {
+    crate::rules::Stopper {
+        image: "shellcar.local/shellcar:dev".to_owned(),
+        pull_policy: Some("Never".to_owned()),
+    }
+}
+
+#[test]
+fn the_stopper_runs_the_operators_image_beside_the_debugger() {
+    let p = pod(&format!(
+        r#"
+metadata: {{name: web-1}}
+spec:
+  containers: [{{name: nginx}}]
+  ephemeralContainers:
+  - {{name: dbg, image: busybox, targetContainerName: nginx, securityContext: {{runAsUser: 1000, runAsGroup: 2000}}}}
+status:
+  ephemeralContainerStatuses:
+  - {{name: dbg, image: x, imageID: "", ready: false, restartCount: 0, containerID: "containerd://{ID}", state: {{running: {{}}}}}}
+"#
+    ));
+    let c = stopper_container(&stopper(), "shellcar-stop-1", &p, "dbg").unwrap();
+    assert_eq!(c.name, "shellcar-stop-1");
+    assert_eq!(c.image.as_deref(), Some("shellcar.local/shellcar:dev"));
+    assert_eq!(c.image_pull_policy.as_deref(), Some("Never"));
+    assert_eq!(
+        c.command, None,
+        "the image's entrypoint, the shellcar binary"
+    );
+    assert_eq!(
+        c.args,
+        Some(vec!["stop-debugger".to_owned(), ID.to_owned()])
+    );
+    assert_eq!(c.target_container_name.as_deref(), Some("nginx"));
+    let sc = c.security_context.unwrap();
+    assert_eq!((sc.run_as_user, sc.run_as_group), (Some(1000), Some(2000)));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.capabilities.unwrap().add, None);
+}
+
+#[test]
+fn no_stopper_before_the_status_names_the_container() {
+    let waiting = pod(r#"
+metadata: {name: web-1}
+spec:
+  containers: [{name: nginx}]
+  ephemeralContainers: [{name: dbg, image: busybox, targetContainerName: nginx}]
+status:
+  ephemeralContainerStatuses:
+  - {name: dbg, image: x, imageID: "", ready: false, restartCount: 0, state: {waiting: {}}}
+"#);
+    assert!(stopper_container(&stopper(), "s", &waiting, "dbg").is_none());
+    assert!(stopper_container(&stopper(), "s", &waiting, "other").is_none());
+}
+
+#[test]
+fn the_stopper_runs_as_the_debuggers_user() {
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
+    // The image's user, maybe root: root with KILL, nothing else.
+    let root = stopper_security(None, None);
+    assert_eq!(root.run_as_user, Some(0));
+    let caps = root.capabilities.unwrap();
+    assert_eq!(caps.add, Some(vec!["KILL".to_owned()]));
+    assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(root.run_as_non_root, None);
+    // The pod names the user.
+    let pod_user = PodSecurityContext {
+        run_as_user: Some(33),
+        ..Default::default()
+    };
+    let from_pod = stopper_security(None, Some(&pod_user));
+    assert_eq!(from_pod.run_as_user, Some(33));
+    assert_eq!(from_pod.capabilities.unwrap().add, None);
+    // Non-root required, no user named (Restricted): never root, never a capability.
+    let restricted = SecurityContext {
+        run_as_non_root: Some(true),
+        ..Default::default()
+    };
+    let nr = stopper_security(Some(&restricted), None);
+    assert_eq!(nr.run_as_user, None);
+    assert_eq!(nr.run_as_non_root, Some(true));
+    assert_eq!(nr.capabilities.unwrap().add, None);
+    assert_eq!(
+        nr.seccomp_profile.map(|s| s.type_),
+        Some("RuntimeDefault".to_owned())
+    );
 }

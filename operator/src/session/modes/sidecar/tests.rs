@@ -128,6 +128,7 @@ fn workload(yaml: &str) -> Workload {
     let obj: kube::api::DynamicObject = serde_yaml::from_str(yaml).unwrap();
     let kind = match obj.types.as_ref().unwrap().kind.as_str() {
         "DaemonSet" => TargetKind::DaemonSet,
+        "ReplicaSet" => TargetKind::ReplicaSet,
         _ => TargetKind::Deployment,
     };
     Workload::from_dynamic(kind, &obj).unwrap()
@@ -161,4 +162,62 @@ fn zero_replicas_and_daemonset_nodes_are_said_plainly() {
         rollout_note(&ds, &[pod("a", true), pod("b", true), pod("c", false)]).as_deref(),
         Some("DaemonSet agent runs the debugger on 2 of 3 nodes")
     );
+}
+
+fn pod_with(name: &str, containers: &[&str], leaving: bool) -> Pod {
+    let mut pod: Pod = serde_yaml::from_str(&format!(
+        "{{metadata: {{name: {name}}}, spec: {{containers: [{}]}}}}",
+        containers
+            .iter()
+            .map(|c| format!("{{name: {c}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .unwrap();
+    if leaving {
+        pod.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-24T10:00:00Z".parse().unwrap(),
+            ));
+    }
+    pod
+}
+
+#[test]
+fn pods_a_workload_will_not_replace_are_left_behind_and_said_so() {
+    let pods = [
+        pod_with("web-a", &["nginx", "dbg"], false),
+        pod_with("web-b", &["nginx"], false),
+        pod_with("web-c", &["nginx", "dbg"], true),
+    ];
+    let rs = workload(
+        "{apiVersion: apps/v1, kind: ReplicaSet, metadata: {name: web-1}, spec: {template: {}}}",
+    );
+    assert_eq!(
+        leftovers(&rs, &pods, "dbg"),
+        [
+            "pod web-a still runs the debugger dbg: ReplicaSet web-1 replaces pods only when they are deleted; delete the pod to remove the debugger"
+        ]
+    );
+    let paused = workload(
+        "{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {paused: true, template: {}}}",
+    );
+    assert_eq!(paused.rollout, Rollout::Paused);
+    assert_eq!(
+        leftovers(&paused, &pods, "dbg"),
+        [
+            "pod web-a still runs the debugger dbg: Deployment web is paused; resume it to roll the debugger out"
+        ]
+    );
+    let rolling = workload(
+        "{apiVersion: apps/v1, kind: Deployment, metadata: {name: web}, spec: {template: {}}}",
+    );
+    assert!(
+        leftovers(&rolling, &pods, "dbg").is_empty(),
+        "a rollout replaces them"
+    );
+    let on_delete = workload(
+        "{apiVersion: apps/v1, kind: DaemonSet, metadata: {name: agent}, spec: {updateStrategy: {type: OnDelete}, template: {}}}",
+    );
+    assert_eq!(leftovers(&on_delete, &pods, "dbg").len(), 1);
 }

@@ -1,0 +1,192 @@
+//! Teardown that happens, and says so when it cannot (issue 18, item 4), run on the real
+//! cluster as a requester would attack it:
+//! - an Ephemeral debugger whose shell breaks the tools its own stop relies on (`cat`, the
+//!   deadline file) is still stopped at its ttl, from the operator's image, and the
+//!   target's processes run on;
+//! - a Sidecar debugger on a ReplicaSet, which never replaces its pods by itself, is
+//!   reported as left behind in status and a Warning Event, never as removed.
+
+use anyhow::{Context as _, Result};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use serde_json::json;
+use shellcar::crd::{Mode, TargetKind};
+use shellcar::naming;
+use shellcar_e2e::Fixture;
+use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE};
+use shellcar_e2e::exec;
+use shellcar_e2e::pod::{
+    ephemeral_running, ephemeral_states, ephemeral_terminated, running_instance,
+};
+use shellcar_e2e::session::session;
+use shellcar_e2e::workload::{as_user, nginx_template, pod_containers, template_containers};
+
+/// The debugger's command: push the watchdog's deadline far out (it reads it from a file
+/// in the debugger's filesystem), replace `sh` (with which the in-image stop runs, through
+/// exec) by a script that does nothing and succeeds, then stay. (busybox runs `cat`
+/// inside its own shell, so replacing `/bin/cat` would change nothing.)
+const TAMPER: &str = "echo 99999999999 > /tmp/.shellcar-deadline && rm /bin/sh && printf '#!/bin/busybox sh\\nexit 0\\n' > /bin/sh && chmod 755 /bin/sh && exec sleep 100000";
+
+/// The image the operator runs, as its Deployment names it.
+async fn operator_image(f: &Fixture) -> Result<String> {
+    let deployments: Api<Deployment> =
+        Api::namespaced(f.cluster.client.clone(), OPERATOR_NAMESPACE);
+    let operator = deployments.get(OPERATOR_DEPLOYMENT).await?;
+    operator
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image)
+        .context("the operator's Deployment names no image")
+}
+
+#[tokio::test]
+async fn an_ephemeral_debugger_that_breaks_its_own_stop_is_stopped_at_its_ttl() -> Result<()> {
+    let (f, source) = Fixture::with_pod("eph-tamper", "web", false).await?;
+    let nginx_before = running_instance(&source, "nginx").context("nginx is not running")?;
+    let mut request = session("tamper", TargetKind::Pod, "web", "40s")?;
+    request.spec.mode = Mode::Ephemeral;
+    request.spec.debugger.command = Some(vec!["sh".to_owned(), "-c".to_owned(), TAMPER.to_owned()]);
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("tamper");
+    let stopper = naming::stopper_name("tamper");
+    f.sessions.wait_active("tamper").await?;
+
+    // The attack is in place: `sh` in the debugger runs nothing, and the deadline is moved.
+    let pods = &f.workloads.pods;
+    let said = exec::exec(pods, "web", &container, &["sh", "-c", "echo alive"]).await?;
+    assert_eq!(said, "", "the debugger's sh was not replaced");
+    let deadline = exec::exec(
+        pods,
+        "web",
+        &container,
+        &["busybox", "cat", "/tmp/.shellcar-deadline"],
+    )
+    .await?;
+    assert_eq!(deadline.trim(), "99999999999");
+
+    // The ttl runs out: the operator's stopper ends the debugger all the same.
+    let expired = f.sessions.wait_expired("tamper").await?;
+    let after = f
+        .workloads
+        .wait_debugger_stopped(&source, &container)
+        .await?;
+    assert!(ephemeral_terminated(&after, &container));
+    let spec = after.spec.as_ref().context("no pod spec")?;
+    let added = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == stopper)
+        .with_context(|| format!("no stopper {stopper}: {:?}", ephemeral_states(&after)))?;
+    assert_eq!(
+        added.image.as_deref(),
+        Some(operator_image(&f).await?.as_str()),
+        "the stopper runs the operator's own image"
+    );
+    assert_eq!(added.target_container_name.as_deref(), Some("nginx"));
+    assert!(
+        !ephemeral_running(&after, &stopper),
+        "{:?}",
+        ephemeral_states(&after)
+    );
+    assert_eq!(
+        running_instance(&after, "nginx"),
+        Some(nginx_before),
+        "the target's processes run on, never restarted"
+    );
+    let status = expired.status.context("no status")?;
+    assert!(
+        status
+            .leftovers
+            .iter()
+            .any(|l| l.contains(&format!("was stopped by {stopper}"))),
+        "status says who stopped the debugger: {:?}",
+        status.leftovers
+    );
+    Ok(())
+}
+
+/// The pod template of ReplicaSet `web`, as JSON.
+async fn template(sets: &Api<ReplicaSet>) -> Result<serde_json::Value> {
+    let rs = sets.get("web").await?;
+    let template = rs.spec.and_then(|s| s.template).context("no template")?;
+    Ok(serde_json::to_value(template)?)
+}
+
+#[tokio::test]
+async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()> {
+    let f = Fixture::new("rs-left").await?;
+    let sets: Api<ReplicaSet> = Api::namespaced(f.cluster.client.clone(), f.ns());
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": nginx_template("web"),
+        },
+    }))?;
+    sets.create(&as_user(), &rs).await?;
+    let first = f
+        .workloads
+        .wait_pods("app=web", 1, "before the session", |_| true)
+        .await?;
+    let template_before = template(&sets).await?;
+
+    let mut request = session("left", TargetKind::ReplicaSet, "web", "90s")?;
+    request.spec.mode = Mode::Sidecar;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("left");
+    // The ReplicaSet takes the new template only for new pods: replace the one it has.
+    f.sessions
+        .wait("left", "the debugger in the ReplicaSet's template", |s| {
+            s.status.as_ref().is_some_and(|st| st.mode.is_some())
+        })
+        .await?;
+    let injected = template(&sets).await?;
+    assert!(
+        template_containers(&injected).contains(&container),
+        "{injected:#}"
+    );
+    f.workloads
+        .pods
+        .delete(&first[0].name_any(), &DeleteParams::default())
+        .await?;
+    let debugged = f
+        .workloads
+        .wait_pods("app=web", 1, "with the debugger", |p: &Pod| {
+            pod_containers(p).contains(&container)
+        })
+        .await?;
+    f.sessions.wait_active("left").await?;
+
+    let expired = f.sessions.wait_expired("left").await?;
+    // The template is restored; the pod the ReplicaSet keeps still runs the debugger, and
+    // status and Events say so.
+    let template_after = template(&sets).await?;
+    assert_eq!(template_after, template_before, "the template is restored");
+    let pod = f.workloads.pods.get(&debugged[0].name_any()).await?;
+    assert!(pod_containers(&pod).contains(&container));
+    let status = expired.status.context("no status")?;
+    let line = format!("pod {} still runs the debugger {container}", pod.name_any());
+    assert!(
+        status.leftovers.iter().any(|l| l.starts_with(&line)),
+        "leftovers: {:?}",
+        status.leftovers
+    );
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("except what status.leftovers lists") && message.contains(&line),
+        "the message must not say plainly that the debugger was removed: {message}"
+    );
+    let event = f
+        .events
+        .wait_for("DebugSession", "left", "Warning", "LeftBehind")
+        .await?;
+    assert!(event.message.contains(&line), "{event:?}");
+    Ok(())
+}
