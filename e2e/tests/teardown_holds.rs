@@ -3,6 +3,8 @@
 //! - an Ephemeral debugger whose shell breaks the tools its own stop relies on (`cat`, the
 //!   deadline file) is still stopped at its ttl, from the operator's image, and the
 //!   target's processes run on;
+//! - an Ephemeral debugger whose session's finalizer a cluster admin stripped is stopped
+//!   and its marks released by the leader's periodic orphan sweep;
 //! - a Sidecar debugger on a ReplicaSet, which never replaces its pods by itself, is
 //!   reported as left behind in status and a Warning Event, never as removed.
 
@@ -10,7 +12,7 @@ use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use shellcar::crd::{Mode, TargetKind};
 use shellcar::naming;
@@ -18,7 +20,7 @@ use shellcar_e2e::Fixture;
 use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE};
 use shellcar_e2e::exec;
 use shellcar_e2e::pod::{
-    ephemeral_running, ephemeral_states, ephemeral_terminated, running_instance,
+    ephemeral_running, ephemeral_states, ephemeral_terminated, running_instance, shellcar_marks,
 };
 use shellcar_e2e::session::session;
 use shellcar_e2e::workload::{as_user, nginx_template, pod_containers, template_containers};
@@ -105,6 +107,56 @@ async fn an_ephemeral_debugger_that_breaks_its_own_stop_is_stopped_at_its_ttl() 
             .any(|l| l.contains(&format!("was stopped by {stopper}"))),
         "status says who stopped the debugger: {:?}",
         status.leftovers
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_orphaned_ephemeral_debugger_is_stopped_by_the_sweep() -> Result<()> {
+    let (f, source) = Fixture::with_pod("eph-orphan", "web", false).await?;
+    let mut request = session("lost", TargetKind::Pod, "web", "30m")?;
+    request.spec.mode = Mode::Ephemeral;
+    f.sessions.create(&request).await?;
+    let container = naming::container_name("lost");
+    f.sessions.wait_active("lost").await?;
+
+    // As the cluster admin: strip the finalizer, then delete. No teardown runs.
+    let strip: Patch<serde_json::Value> = Patch::Json(serde_json::from_value(json!([
+        {"op": "remove", "path": "/metadata/finalizers"}
+    ]))?);
+    f.sessions
+        .api
+        .patch("lost", &PatchParams::default(), &strip)
+        .await
+        .context("the cluster admin stripping the finalizer")?;
+    f.sessions.delete_and_wait_gone("lost").await?;
+    let live = f.workloads.pods.get("web").await?;
+    assert!(
+        ephemeral_running(&live, &container),
+        "the debugger must still run for this test: {:?}",
+        ephemeral_states(&live)
+    );
+
+    // The leader's sweep (every 30 s here) stops it and releases the pod's marks.
+    let after = f
+        .workloads
+        .wait_debugger_stopped(&source, &container)
+        .await?;
+    let after = f
+        .workloads
+        .wait_pod("web", "without shellcar's marks", |p| {
+            shellcar_marks(p).is_empty()
+        })
+        .await
+        .with_context(|| format!("marks left: {:?}", shellcar_marks(&after)))?;
+    assert!(ephemeral_terminated(&after, &container));
+    let event = f
+        .events
+        .wait_for("Pod", "web", "Warning", "OrphanRemoved")
+        .await?;
+    assert!(
+        event.message.contains("no DebugSession lost exists"),
+        "{event:?}"
     );
     Ok(())
 }

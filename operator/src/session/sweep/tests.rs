@@ -42,3 +42,60 @@ fn a_manager_without_its_session_in_that_namespace_is_an_orphan() {
         ]
     );
 }
+
+fn debugged_pod(namespace: &str, name: &str, marks: &[(&str, &str)], ephemeral: &[&str]) -> Pod {
+    let mut pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "containers": [{"name": "nginx"}],
+            "ephemeralContainers": ephemeral.iter().map(|c| serde_json::json!({"name": c})).collect::<Vec<_>>(),
+        },
+    }))
+    .unwrap();
+    pod.metadata.annotations = Some(
+        marks
+            .iter()
+            .map(|(container, session)| {
+                (naming::session_annotation(container), (*session).to_owned())
+            })
+            .collect(),
+    );
+    pod
+}
+
+#[test]
+fn an_ephemeral_debugger_without_its_session_is_an_orphan() {
+    let (live, gone) = (
+        naming::container_name("live"),
+        naming::container_name("gone"),
+    );
+    let sessions = [session("shop", "live")];
+    let pods = [
+        // Both marked and present: only the one whose session is gone.
+        debugged_pod(
+            "shop",
+            "a",
+            &[(&live, "live"), (&gone, "gone")],
+            &[&live, &gone],
+        ),
+        // A Sidecar pod: the debugger is a regular container, swept with the template.
+        debugged_pod("shop", "b", &[(&gone, "gone")], &[]),
+        // A mark that does not name that session's debugger is nobody's.
+        debugged_pod("shop", "c", &[("nginx", "gone")], &["nginx"]),
+        // The same session name in another namespace is another session.
+        debugged_pod("staging", "d", &[(&live, "live")], &[&live]),
+    ];
+    let marked = |namespace: &str, pod: &str, session: &str, container: &str| Marked {
+        namespace: namespace.to_owned(),
+        pod: pod.to_owned(),
+        session: session.to_owned(),
+        container: container.to_owned(),
+    };
+    assert_eq!(
+        ephemeral_orphans(pods.iter(), sessions.iter()),
+        vec![
+            marked("shop", "a", "gone", &gone),
+            marked("staging", "d", "live", &live)
+        ]
+    );
+}
