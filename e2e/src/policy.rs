@@ -125,26 +125,78 @@ impl Fixture {
         })
     }
 
+    /// Creates DebugPolicy `<namespace>-<suffix>` with `spec` and namespaceSelector
+    /// `selector` as written, deleted when the returned guard is dropped. Unlike
+    /// [`Fixture::policy`], it may select namespaces of other tests: only for tests that
+    /// run alone in their test binary, and with a selector that changes nothing for the
+    /// others for as long as the policy exists.
+    pub async fn policy_selecting(
+        &self,
+        suffix: &str,
+        selector: Value,
+        spec: Value,
+    ) -> Result<TestPolicy> {
+        let Value::Object(mut spec) = spec else {
+            bail!("a DebugPolicy spec must be an object: {spec}");
+        };
+        spec.insert("namespaceSelector".to_owned(), selector);
+        let api: Api<DynamicObject> =
+            Api::all_with(self.cluster.client.clone(), &policy_resource());
+        delete_stale(&api).await?;
+        let name = format!("{}-{suffix}", self.ns());
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": DebugPolicy::api_version(&()),
+            "kind": DebugPolicy::kind(&()),
+            "metadata": {"name": name, "labels": {E2E_LABEL: "true"}},
+            "spec": spec,
+        }))?;
+        api.create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("creating DebugPolicy {name}"))?;
+        eprintln!("test policy: {name}");
+        Ok(TestPolicy {
+            name,
+            api,
+            cluster: self.cluster.clone(),
+            deleted: false,
+        })
+    }
+
     /// Waits until shellcar's webhook admits session `manifest` (JSON as a user writes
     /// it) in the test's namespace, [`SETTLED`] times in a row, asking with dry-run
     /// creates that change nothing. For a session that a policy created (or a namespace
     /// labelled) just before allows: the webhook learns of it asynchronously.
     pub async fn wait_admitted(&self, manifest: &Value) -> Result<()> {
-        self.admitted(&self.cluster.client, "the admin", manifest)
+        self.admitted(&self.cluster.client, self.ns(), "the admin", manifest)
             .await
     }
 
     /// [`Fixture::wait_admitted`], creating as `user`: for what a policy's `access`
     /// decides, which depends on who asks.
     pub async fn wait_admitted_as(&self, user: &User, manifest: &Value) -> Result<()> {
-        self.admitted(&user.client, &user.username, manifest).await
+        self.admitted(&user.client, self.ns(), &user.username, manifest)
+            .await
     }
 
-    async fn admitted(&self, client: &Client, who: &str, manifest: &Value) -> Result<()> {
+    /// [`Fixture::wait_admitted`] in namespace `namespace` instead of the test's own: for
+    /// namespaces shellcar treats apart (kube-system, its own).
+    pub async fn wait_admitted_in(&self, namespace: &str, manifest: &Value) -> Result<()> {
+        self.admitted(&self.cluster.client, namespace, "the admin", manifest)
+            .await
+    }
+
+    async fn admitted(
+        &self,
+        client: &Client,
+        namespace: &str,
+        who: &str,
+        manifest: &Value,
+    ) -> Result<()> {
         let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
         self.settle_admission(
             client,
-            &format!("shellcar's webhook to admit session {name} from {who}"),
+            namespace,
+            &format!("shellcar's webhook to admit session {name} from {who} in {namespace}"),
             manifest,
             |answer| match answer {
                 Ok(_) => Ok(None),
@@ -165,8 +217,32 @@ impl Fixture {
         manifest: &Value,
         parts: &[&str],
     ) -> Result<String> {
-        self.refused(&self.cluster.client, "the admin", manifest, parts)
-            .await
+        self.refused(
+            &self.cluster.client,
+            self.ns(),
+            "the admin",
+            manifest,
+            parts,
+        )
+        .await
+    }
+
+    /// [`Fixture::wait_refused_at_admission`] in namespace `namespace` instead of the
+    /// test's own: for namespaces shellcar treats apart (kube-system, its own).
+    pub async fn wait_refused_at_admission_in(
+        &self,
+        namespace: &str,
+        manifest: &Value,
+        parts: &[&str],
+    ) -> Result<String> {
+        self.refused(
+            &self.cluster.client,
+            namespace,
+            "the admin",
+            manifest,
+            parts,
+        )
+        .await
     }
 
     /// [`Fixture::wait_refused_at_admission`], creating as `user`: for what a policy's
@@ -177,13 +253,14 @@ impl Fixture {
         manifest: &Value,
         parts: &[&str],
     ) -> Result<String> {
-        self.refused(&user.client, &user.username, manifest, parts)
+        self.refused(&user.client, self.ns(), &user.username, manifest, parts)
             .await
     }
 
     async fn refused(
         &self,
         client: &Client,
+        namespace: &str,
         who: &str,
         manifest: &Value,
         parts: &[&str],
@@ -191,7 +268,10 @@ impl Fixture {
         let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
         self.settle_admission(
             client,
-            &format!("shellcar's webhook to refuse session {name} from {who} naming {parts:?}"),
+            namespace,
+            &format!(
+                "shellcar's webhook to refuse session {name} from {who} in {namespace} naming {parts:?}"
+            ),
             manifest,
             |answer| match answer {
                 Ok(created) => Ok(Some(format!(
@@ -211,13 +291,14 @@ impl Fixture {
     async fn settle_admission(
         &self,
         client: &Client,
+        namespace: &str,
         what: &str,
         manifest: &Value,
         verdict: impl Fn(Result<&DynamicObject, &str>) -> Result<Option<String>>,
     ) -> Result<String> {
         let api: Api<DynamicObject> = Api::namespaced_with(
             client.clone(),
-            self.ns(),
+            namespace,
             &ApiResource::erase::<DebugSession>(&()),
         );
         let object: DynamicObject =

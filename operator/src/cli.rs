@@ -289,9 +289,20 @@ pub struct RunArgs {
     #[arg(long, default_value = "shellcar-controller")]
     pub lease_name: String,
     /// The operator's own namespace, where the webhook's certificate Secret and Service,
-    /// and the leader's Lease, are.
+    /// and the leader's Lease, are. Like kube-system, it is protected: a session there
+    /// needs a DebugPolicy that names it.
     #[arg(long, env = "POD_NAMESPACE", default_value = "shellcar-system")]
     pub namespace: String,
+    /// Watch and act in these namespaces only (comma-separated, or repeat the flag), with
+    /// namespaced reads and RBAC Roles there (config/namespaced); the webhook refuses
+    /// sessions elsewhere. None: every namespace.
+    #[arg(
+        long = "watch-namespaces",
+        env = "SHELLCAR_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NAMESPACES"
+    )]
+    pub watch_namespaces: Vec<String>,
     /// Service in front of the webhook; its DNS names go into the serving certificate.
     #[arg(long, default_value = "shellcar-webhook")]
     pub webhook_service: String,

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::admission;
 use crate::cli::RunArgs;
 use crate::k8s::stamp_key;
+use crate::rules::namespaces::Namespaces;
 use crate::rules::{Policy, Stopper};
 use crate::runtime::leader::{self, Election};
 use crate::runtime::telemetry::{self, Health, Metrics};
@@ -31,6 +32,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         allowed_images: args.allowed_images,
         start_deadline: args.start_deadline,
         stopper: None,
+        namespaces: Namespaces::new(&args.namespace, args.watch_namespaces),
     };
     let stopper_image = args.stopper_image;
     let election = args.leader_elect.then(|| Election {

@@ -323,3 +323,95 @@ fn the_admission_policy_is_bound_and_guards_what_the_operator_relies_on() {
         serde_yaml::to_value(["manage"]).unwrap()
     );
 }
+
+/// The RBAC rules of `role`, each as it is written.
+fn rules(role: &serde_yaml::Value) -> Vec<serde_yaml::Value> {
+    role["rules"].as_sequence().unwrap().clone()
+}
+
+/// Whether `rule` is about a cluster-scoped resource (or names which objects it covers).
+fn cluster_scoped(rule: &serde_yaml::Value) -> bool {
+    let resources = rule["resources"].as_sequence().unwrap();
+    resources.iter().any(|r| {
+        [
+            "debugpolicies",
+            "debugpolicies/status",
+            "namespaces",
+            "subjectaccessreviews",
+            "mutatingwebhookconfigurations",
+        ]
+        .contains(&r.as_str().unwrap())
+    })
+}
+
+#[test]
+fn namespaced_grants_by_role_what_default_grants_by_cluster_role() {
+    let default = documents(&kustomize("config/default"));
+    let docs = documents(&kustomize("config/namespaced"));
+    let everything = rules(controller_role(&default));
+    let trimmed = rules(controller_role(&docs));
+
+    // The Deployment watches exactly the namespaces the Roles and the ClusterRole name.
+    let deploy = find(&docs, "Deployment");
+    let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_sequence()
+        .unwrap();
+    let watched = env
+        .iter()
+        .find(|e| e["name"] == "SHELLCAR_WATCH_NAMESPACES")
+        .expect("SHELLCAR_WATCH_NAMESPACES on the manager");
+    let mut watched: Vec<&str> = watched["value"].as_str().unwrap().split(',').collect();
+    watched.sort();
+    assert!(!watched.is_empty());
+
+    // Each watched namespace has the namespaced rules of config/default, bound to the
+    // operator's ServiceAccount.
+    let namespaced: Vec<serde_yaml::Value> = everything
+        .iter()
+        .filter(|r| !cluster_scoped(r))
+        .cloned()
+        .collect();
+    let mut granted: Vec<&str> = Vec::new();
+    for role in docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" && d["metadata"]["name"] == "shellcar-controller")
+    {
+        let ns = role["metadata"]["namespace"].as_str().unwrap();
+        granted.push(ns);
+        assert_eq!(rules(role), namespaced, "the Role in {ns}");
+        let binding = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "RoleBinding"
+                    && d["metadata"]["namespace"] == ns
+                    && d["roleRef"]["name"] == "shellcar-controller"
+            })
+            .unwrap_or_else(|| panic!("no RoleBinding of the Role in {ns}"));
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+        assert_eq!(binding["subjects"][0]["name"], "shellcar-controller");
+        assert_eq!(binding["subjects"][0]["namespace"], "shellcar-system");
+    }
+    granted.sort();
+    assert_eq!(granted, watched);
+
+    // The ClusterRole keeps only the cluster-scoped rules, Namespaces by name.
+    assert!(trimmed.iter().all(cluster_scoped), "{trimmed:?}");
+    for rule in &trimmed {
+        if rule["resources"][0] == "namespaces" {
+            let mut names: Vec<&str> = rule["resourceNames"]
+                .as_sequence()
+                .expect("Namespaces only by name")
+                .iter()
+                .map(|n| n.as_str().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(names, watched);
+        } else {
+            assert!(everything.contains(rule), "not in config/default: {rule:?}");
+        }
+    }
+    assert_eq!(
+        trimmed.len(),
+        everything.iter().filter(|r| cluster_scoped(r)).count()
+    );
+}

@@ -1,6 +1,7 @@
 //! The webhook's answers: `/mutate` stamps and restores the requester and records an
-//! approver's decision; `/validate` refuses changed specs, sessions the rules refuse (the
-//! reconciler's own [`govern`]), sessions the requester could not carry out by hand and
+//! approver's decision; `/validate` refuses changed specs, sessions in a namespace the
+//! operator does not watch, sessions the rules refuse (the reconciler's own [`govern`],
+//! which also guards the protected namespaces), sessions the requester could not carry out by hand and
 //! changes the API server would reject (the mode's own dry run), and warns about what the
 //! debugger will see.
 //!
@@ -188,6 +189,10 @@ async fn validate_create<I: Io>(
 ) -> AdmissionResponse {
     let mut response = AdmissionResponse::from(req);
     let namespace = req.namespace.clone().unwrap_or_default();
+    // First: outside the watched namespaces the operator may not even read the namespace.
+    if let Err(refused) = webhook.policy.namespaces.watches(&namespace) {
+        return response.deny(refused);
+    }
     let (plan, requester) = match plan_create(session, &webhook.policy, webhook.capabilities) {
         Ok(planned) => planned,
         Err(message) => return response.deny(message),

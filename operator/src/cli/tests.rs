@@ -20,6 +20,19 @@ fn leader_election_is_on_unless_turned_off() {
 }
 
 #[test]
+fn watch_namespaces_is_a_list_and_empty_by_default() {
+    assert!(run_args(&[]).watch_namespaces.is_empty());
+    assert_eq!(
+        run_args(&["--watch-namespaces=shop,team-b"]).watch_namespaces,
+        ["shop", "team-b"]
+    );
+    assert_eq!(
+        run_args(&["--watch-namespaces", "shop", "--watch-namespaces", "b"]).watch_namespaces,
+        ["shop", "b"]
+    );
+}
+
+#[test]
 fn approve_and_reject_take_a_name_and_ask_by_default() {
     let cli = Cli::try_parse_from(["shellcar", "approve", "web-debug"]).unwrap();
     let Command::Approve(args) = cli.command else {

@@ -47,7 +47,12 @@ use super::{Mode, Profile};
 #[serde(rename_all = "camelCase")]
 pub struct DebugPolicySpec {
     /// The namespaces this policy governs, by their labels. Absent or empty: every
-    /// namespace.
+    /// namespace, except the protected ones: `kube-system` and the operator's own
+    /// namespace (`shellcar-system`) are governed only by policies that name them, as
+    /// `matchLabels: {kubernetes.io/metadata.name: kube-system}` or a `matchExpressions`
+    /// entry on key `kubernetes.io/metadata.name` with operator `In` that lists the name.
+    /// Where no policy names a protected namespace, sessions there are refused (reason
+    /// NamespaceProtected); the built-in default never applies there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
 

@@ -1,4 +1,5 @@
-//! One judgment of a session against the cluster's rules, for both front doors: a
+//! One judgment of a session against the cluster's rules, for both front doors: in a
+//! protected namespace, a DebugPolicy must name the namespace ([`super::namespaces`]); a
 //! DebugPolicy (or the built-in default where none selects the namespace) must admit it,
 //! within the policy's limit of live sessions when that count is known, and the
 //! namespace's Pod Security level must allow its profile.
@@ -7,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::Policy;
+use super::namespaces::Refused;
 use super::podsecurity;
 use super::policy::{self, Admitted};
 use super::validate::{Invalid, Plan};
@@ -62,7 +64,8 @@ fn creation_order(session: &DebugSession) -> (Option<jiff::Timestamp>, Option<&s
 
 /// The policy that admits the session `spec` (planned as `plan`) in `namespace`, or the
 /// refusal. `admitted_before` says that some policy admitted the session earlier: losing
-/// that is [`Invalid::PolicyRevoked`], not [`Invalid::PolicyDenied`].
+/// that is [`Invalid::PolicyRevoked`], not [`Invalid::PolicyDenied`] (nor
+/// [`Invalid::Namespace`] for a protected namespace).
 pub fn govern(
     spec: &DebugSessionSpec,
     plan: &Plan,
@@ -71,9 +74,18 @@ pub fn govern(
     defaults: &Policy,
     admitted_before: bool,
 ) -> Result<Admitted, Invalid> {
+    let policies = defaults
+        .namespaces
+        .governing(namespace, &around.labels, &around.policies)
+        .map_err(|refused| match refused {
+            Refused::Protected { .. } if admitted_before => Invalid::PolicyRevoked {
+                message: refused.to_string(),
+            },
+            refused => Invalid::Namespace(refused),
+        })?;
     let ask = policy::Ask::of(spec, plan.mode, &plan.image, plan.ttl, around.live_sessions);
-    let admitted = policy::admit(&around.policies, namespace, &around.labels, &ask, defaults)
-        .map_err(|refusal| {
+    let admitted =
+        policy::admit(&policies, namespace, &around.labels, &ask, defaults).map_err(|refusal| {
             let message = refusal.to_string();
             if admitted_before {
                 Invalid::PolicyRevoked { message }

@@ -3,7 +3,8 @@
 //! allows ([`podsecurity`]), what each profile grants ([`profile`]), which permissions a
 //! session stands in for ([`access`]), approval ([`approval`]), the admission stamp
 //! ([`stamp`]), what a debugger can read ([`exposure`]), image references as the runtime
-//! resolves them ([`image`]), and the three of them together ([`govern`]). Nothing here
+//! resolves them ([`image`]), the namespaces it works in and those it protects
+//! ([`namespaces`]), and the judgments of a session together ([`govern`]). Nothing here
 //! does I/O.
 
 pub mod access;
@@ -11,6 +12,7 @@ pub mod approval;
 pub mod exposure;
 pub mod govern;
 pub mod image;
+pub mod namespaces;
 pub mod podsecurity;
 pub mod policy;
 pub mod profile;
@@ -35,6 +37,8 @@ pub struct Policy {
     /// The image that stops Ephemeral debuggers from outside their own image (the
     /// operator's, see [`crate::stopper`]); `None` stops them through exec only.
     pub stopper: Option<Stopper>,
+    /// The namespaces watched, and those where a session needs a policy naming them.
+    pub namespaces: namespaces::Namespaces,
 }
 
 /// An image, and when the kubelet pulls it, as a container names them.

@@ -14,6 +14,7 @@ use crate::crd::{DebugSessionSpec, EphemeralTeardown, Mode, PodSelection, Resolv
 use crate::k8s::capabilities::Capabilities;
 use crate::k8s::workload::Workload;
 use crate::rules::Policy;
+use crate::rules::namespaces::Refused;
 use crate::rules::stamp::Unstamped;
 use crate::ttl::{self, TtlError};
 
@@ -91,6 +92,8 @@ pub enum Invalid {
     ApprovalInFuture { time: String },
     #[error("{denied}")]
     Forbidden { denied: String },
+    #[error(transparent)]
+    Namespace(#[from] Refused),
     #[error("no DebugPolicy allows this session: {message}")]
     PolicyDenied { message: String },
     #[error("no DebugPolicy allows this session any more: {message}")]
@@ -149,6 +152,7 @@ impl Invalid {
             Invalid::ReservedEnv { .. } => "ReservedEnv",
             Invalid::Rejected { .. } => "Rejected",
             Invalid::StartTimeout { .. } => "StartTimeout",
+            Invalid::Namespace(refused) => refused.reason(),
             Invalid::PolicyDenied { .. } => "PolicyDenied",
             Invalid::PolicyRevoked { .. } => "PolicyRevoked",
             Invalid::PodSecurity { .. } => "PodSecurity",

@@ -106,13 +106,16 @@ impl Workloads {
 /// What the reconciler reads from watch caches instead of asking the API server.
 #[derive(Clone)]
 pub struct Caches {
-    /// Every DebugSession: the policy's limit counts the live ones created earlier.
+    /// Every DebugSession (of the watched namespaces): the policy's limit counts the live
+    /// ones created earlier.
     pub sessions: Store<DebugSession>,
     /// Every DebugPolicy.
     pub policies: Store<DebugPolicy>,
-    /// Every Namespace: its labels select policies and name its Pod Security level.
+    /// Every Namespace, or each watched one: its labels select policies and name its Pod
+    /// Security level.
     pub namespaces: Store<Namespace>,
-    /// Every Deployment, StatefulSet, DaemonSet and ReplicaSet, slimmed.
+    /// Every Deployment, StatefulSet, DaemonSet and ReplicaSet (of the watched
+    /// namespaces), slimmed.
     pub workloads: Workloads,
     /// The pods that carry a debugger (labelled [`crate::naming::DEBUGGED_LABEL`]).
     pub debugged_pods: Synced<Pod>,

@@ -18,6 +18,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::utils::{Backoff, PredicateConfig};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use crate::crd::{DebugPolicy, DebugSession, TargetKind};
@@ -28,6 +29,7 @@ use crate::rules::stamp::Key;
 use crate::runtime::error_chain;
 use crate::runtime::telemetry::Metrics;
 use crate::session::context::{Caches, Context, Synced, Workloads};
+use crate::session::scope::{self, Scope, Scoped, Watch};
 use crate::session::{reconcile, sweep};
 
 /// Errors that stop the controller from starting.
@@ -73,6 +75,7 @@ fn targets(session: &DebugSession, kind: TargetKind, meta: &ObjectMeta) -> bool 
 fn watch_workloads(
     controller: Controller<DebugSession>,
     client: &Client,
+    scope: &Scope,
     sessions: &Store<DebugSession>,
     kind: TargetKind,
 ) -> (Controller<DebugSession>, Store<DynamicObject>) {
@@ -81,16 +84,13 @@ fn watch_workloads(
     let writer = Writer::new(resource.clone());
     let cache = writer.as_reader();
     let targeted = sessions.clone();
-    let events = watcher(
-        Api::<DynamicObject>::all_with(client.clone(), &resource),
-        watch_config(),
-    )
-    .backoff(WatchBackoff::default())
-    .modify(move |obj: &mut DynamicObject| {
-        let is_target = targeted.find(|s| targets(s, kind, &obj.metadata)).is_some();
-        workload::slim(obj, is_target);
-    })
-    .reflect(writer);
+    let apis = scope.apis_with(client, &resource);
+    let events = watch_each(apis, &watch_config(), &cache)
+        .modify(move |obj: &mut DynamicObject| {
+            let is_target = targeted.find(|s| targets(s, kind, &obj.metadata)).is_some();
+            workload::slim(obj, is_target);
+        })
+        .reflect(writer);
     // Listed once every session is known, so that the targets of sessions that exist
     // already (after a restart, or on a new leader) are cached whole from the start.
     let ready = sessions.clone();
@@ -143,6 +143,23 @@ const WATCH_TIMEOUT_SECONDS: u32 = 30;
 /// starts empty), watches renewed every [`WATCH_TIMEOUT_SECONDS`].
 fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS)
+}
+
+/// The watches of `apis` (one per namespace, as [`Scope::apis`] gives them) with
+/// `config`, each retried with [`WatchBackoff`], as one watch for the reflector of `store`.
+fn watch_each<K>(apis: Vec<Scoped<Api<K>>>, config: &watcher::Config, store: &Store<K>) -> Watch<K>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let watches = apis
+        .into_iter()
+        .map(|(ns, api)| {
+            let watch = watcher(api, config.clone()).backoff(WatchBackoff::default());
+            (ns, watch.boxed())
+        })
+        .collect();
+    scope::merge(watches, store.clone(), |meta| meta.namespace.as_deref())
 }
 
 /// Retries of a failed watch: from half a second, doubling, to at most five seconds. The
@@ -201,15 +218,17 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
-    let sessions = Api::<DebugSession>::all(client.clone());
-    sessions
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(Error::CrdMissing)?;
-    let lookups = Lookups::watch(&client);
+    let scope = Scope::of(&policy.namespaces);
+    let sessions = scope.apis::<DebugSession>(&client);
+    for (_, api) in &sessions {
+        api.list(&ListParams::default().limit(1))
+            .await
+            .map_err(Error::CrdMissing)?;
+    }
+    let lookups = Lookups::watch(&client, &scope);
     let (controller, store) = watch_sessions(sessions);
-    let (controller, debugged_pods) = watch_debugged_pods(controller, &client);
-    let (controller, workloads) = watch_all_workloads(controller, &client, &store);
+    let (controller, debugged_pods) = watch_debugged_pods(controller, &client, &scope);
+    let (controller, workloads) = watch_all_workloads(controller, &client, &scope, &store);
     let caches = Caches {
         sessions: store.clone(),
         policies: lookups.policies.clone(),
@@ -253,8 +272,9 @@ struct Lookups {
 }
 
 impl Lookups {
-    /// Starts the watches of policies and namespaces (once `feed` is polled).
-    fn watch(client: &Client) -> Lookups {
+    /// Starts the watches of policies (every one: they are cluster-scoped) and of the
+    /// namespaces of `scope` (once `feed` is polled).
+    fn watch(client: &Client, scope: &Scope) -> Lookups {
         let (policies, policy_writer) = reflector::store::<DebugPolicy>();
         let (namespaces, namespace_writer) = reflector::store::<Namespace>();
         let (policy_changed, policy_changes) = futures::channel::mpsc::channel::<()>(1);
@@ -269,12 +289,20 @@ impl Lookups {
             let _ = policy_changed.clone().try_send(());
             std::future::ready(())
         });
-        let namespace_watch = reflector(
-            namespace_writer,
-            watcher(Api::<Namespace>::all(client.clone()), watch_config()),
-        )
-        .backoff(WatchBackoff::default())
-        .for_each(|_| std::future::ready(()));
+        let namespace_watches = scope
+            .namespace_watches(client, &watch_config())
+            .into_iter()
+            .map(|(ns, (api, config))| {
+                let watch = watcher(api, config).backoff(WatchBackoff::default());
+                (ns, watch.boxed())
+            })
+            .collect();
+        // A Namespace belongs to the watch of its own name.
+        let events = scope::merge(namespace_watches, namespaces.clone(), |meta| {
+            meta.name.as_deref()
+        });
+        let namespace_watch =
+            reflector(namespace_writer, events).for_each(|_| std::future::ready(()));
         let feed = Box::pin(async move {
             tokio::select! {
                 () = policy_watch => warn!("the DebugPolicy watch ended"),
@@ -292,10 +320,11 @@ impl Lookups {
 
 /// The session controller and its cache. Sessions wake on changes to their spec (ttl,
 /// approval) and their deletion; not on the status the operator writes itself.
-fn watch_sessions(sessions: Api<DebugSession>) -> (Controller<DebugSession>, Store<DebugSession>) {
+fn watch_sessions(
+    sessions: Vec<Scoped<Api<DebugSession>>>,
+) -> (Controller<DebugSession>, Store<DebugSession>) {
     let (store, session_writer) = reflector::store::<DebugSession>();
-    let session_events = watcher(sessions, watch_config())
-        .backoff(WatchBackoff::default())
+    let session_events = watch_each(sessions, &watch_config(), &store)
         .reflect(session_writer)
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
@@ -317,23 +346,22 @@ fn watch_sessions(sessions: Api<DebugSession>) -> (Controller<DebugSession>, Sto
 fn watch_debugged_pods(
     controller: Controller<DebugSession>,
     client: &Client,
+    scope: &Scope,
 ) -> (Controller<DebugSession>, Synced<Pod>) {
     let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let config = watch_config().labels(naming::DEBUGGED_LABEL);
+    let pod_events = watch_each(scope.apis::<Pod>(client), &config, &pod_store);
     let debugged_pods = Synced::new(pod_store);
     let pods_synced = debugged_pods.flag();
-    let pod_events = watcher(
-        Api::<Pod>::all(client.clone()),
-        watch_config().labels(naming::DEBUGGED_LABEL),
-    )
-    .backoff(WatchBackoff::default())
-    .modify(|pod: &mut Pod| pod.metadata.managed_fields = None)
-    .reflect(pod_writer)
-    .inspect_ok(move |event| {
-        if matches!(event, watcher::Event::InitDone) {
-            pods_synced.store(true, Ordering::Relaxed);
-        }
-    })
-    .touched_objects();
+    let pod_events = pod_events
+        .modify(|pod: &mut Pod| pod.metadata.managed_fields = None)
+        .reflect(pod_writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                pods_synced.store(true, Ordering::Relaxed);
+            }
+        })
+        .touched_objects();
     let controller = controller.watches_stream(pod_events, |pod| sessions_of_pod(&pod));
     (controller, debugged_pods)
 }
@@ -342,16 +370,14 @@ fn watch_debugged_pods(
 fn watch_all_workloads(
     controller: Controller<DebugSession>,
     client: &Client,
+    scope: &Scope,
     sessions: &Store<DebugSession>,
 ) -> (Controller<DebugSession>, Workloads) {
-    let (controller, deployments) =
-        watch_workloads(controller, client, sessions, TargetKind::Deployment);
-    let (controller, stateful_sets) =
-        watch_workloads(controller, client, sessions, TargetKind::StatefulSet);
-    let (controller, daemon_sets) =
-        watch_workloads(controller, client, sessions, TargetKind::DaemonSet);
-    let (controller, replica_sets) =
-        watch_workloads(controller, client, sessions, TargetKind::ReplicaSet);
+    let watch = |controller, kind| watch_workloads(controller, client, scope, sessions, kind);
+    let (controller, deployments) = watch(controller, TargetKind::Deployment);
+    let (controller, stateful_sets) = watch(controller, TargetKind::StatefulSet);
+    let (controller, daemon_sets) = watch(controller, TargetKind::DaemonSet);
+    let (controller, replica_sets) = watch(controller, TargetKind::ReplicaSet);
     let workloads = Workloads {
         deployments,
         stateful_sets,

@@ -344,6 +344,7 @@ pub(super) fn context_with(caches: Caches) -> (Arc<Context>, ApiServer) {
         allowed_images: Vec::new(),
         stopper: None,
         start_deadline: Duration::from_secs(300),
+        namespaces: crate::rules::namespaces::Namespaces::new("shellcar-system", Vec::new()),
     };
     let ctx = Context::new(
         client,

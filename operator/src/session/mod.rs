@@ -3,7 +3,8 @@
 //! [`status`]); `pods` observes the pods that carry a debugger, for the modes to report;
 //! [`context`] holds what every reconcile shares and [`error`] what can go wrong;
 //! [`policy_status`] reports each DebugPolicy's own status. Both controllers write status
-//! through `report` (the condition builder, the status patch, the time).
+//! through `report` (the condition builder, the status patch, the time). `scope` says
+//! where the controller and `sweep` read: every namespace, or each watched one.
 
 pub mod context;
 pub mod controller;
@@ -15,6 +16,7 @@ mod pods;
 pub mod policy_status;
 pub mod reconcile;
 mod report;
+mod scope;
 pub mod status;
 mod sweep;
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The orphan sweep: a Sidecar debugger whose session is gone is removed all the same.
+//! The orphan sweep: a debugger whose session is gone is removed (Sidecar) or stopped
+//! (Ephemeral) all the same.
 //!
 //! A session's finalizer holds it until its debugger is removed, and the
 //! ValidatingAdmissionPolicy lets only the operator (and cluster admins) remove that
@@ -8,7 +9,8 @@
 //! apply field manager of a session (`shellcar.dev/<session>`) on a Deployment,
 //! StatefulSet, DaemonSet or ReplicaSet of a namespace where no session of that name
 //! exists is removed, as the session's own teardown would, and a Warning Event
-//! `OrphanRemoved` on the workload says so.
+//! `OrphanRemoved` on the workload says so. With `--watch-namespaces`, only the watched
+//! namespaces are swept.
 //!
 //! An Ephemeral debugger whose session is gone is found by the marks on its pod (the
 //! session annotation of a container named as that session's debugger): it is stopped
@@ -32,6 +34,7 @@ use crate::naming;
 use crate::runtime::error_chain;
 use crate::session::context::Context;
 use crate::session::modes::{ephemeral, sidecar};
+use crate::session::scope::Scope;
 
 /// The kinds whose pod templates Sidecar sessions change.
 const KINDS: [TargetKind; 4] = [
@@ -202,33 +205,46 @@ async fn publish_orphan(ctx: &Context, note: String, reference: &ObjectReference
     }
 }
 
-/// Every session field manager on every workload, from a metadata-only list per kind.
+/// Every session field manager on every workload the controller watches, from a
+/// metadata-only list per kind (and per watched namespace).
 async fn find(ctx: &Context) -> Result<Vec<Found>, kube::Error> {
+    let scope = Scope::of(&ctx.policy.namespaces);
     let mut found = Vec::new();
     for kind in KINDS {
         let Some(resource) = workload::api_resource(kind) else {
             continue;
         };
-        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
-        for object in api.list_metadata(&ListParams::default()).await?.items {
-            let meta = object.metadata;
-            let managers = meta.managed_fields.iter().flatten();
-            for manager in managers.filter_map(|m| m.manager.as_deref()) {
-                let one = Found {
-                    namespace: meta.namespace.clone().unwrap_or_default(),
-                    kind,
-                    name: meta.name.clone().unwrap_or_default(),
-                    uid: meta.uid.clone(),
-                    manager: manager.to_owned(),
-                };
-                // A manager may hold an Apply and an Update entry.
-                if naming::is_session_manager(manager) && !found.contains(&one) {
-                    found.push(one);
-                }
-            }
+        for (_, api) in scope.apis_with(&ctx.client, &resource) {
+            find_in(&api, kind, &mut found).await?;
         }
     }
     Ok(found)
+}
+
+/// Adds the session field managers on the workloads of `kind` that `api` lists to `found`.
+async fn find_in(
+    api: &Api<DynamicObject>,
+    kind: TargetKind,
+    found: &mut Vec<Found>,
+) -> Result<(), kube::Error> {
+    for object in api.list_metadata(&ListParams::default()).await?.items {
+        let meta = object.metadata;
+        let managers = meta.managed_fields.iter().flatten();
+        for manager in managers.filter_map(|m| m.manager.as_deref()) {
+            let one = Found {
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                kind,
+                name: meta.name.clone().unwrap_or_default(),
+                uid: meta.uid.clone(),
+                manager: manager.to_owned(),
+            };
+            // A manager may hold an Apply and an Update entry.
+            if naming::is_session_manager(manager) && !found.contains(&one) {
+                found.push(one);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One sweep; returns how many orphans it removed.

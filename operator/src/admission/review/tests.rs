@@ -3,6 +3,7 @@ use crate::admission::http::{Unreadable, body, parse};
 use crate::crd::DebugPolicy;
 use crate::k8s::access::Check;
 use crate::rules::govern::Surroundings;
+use crate::rules::namespaces::Namespaces;
 use crate::rules::podsecurity;
 use k8s_openapi::api::core::v1::PodSpec;
 use serde_json::{Value, json};
@@ -67,6 +68,7 @@ fn webhook(io: FakeIo) -> Webhook<FakeIo> {
             allowed_images: vec![],
             stopper: None,
             start_deadline: Duration::from_secs(300),
+            namespaces: Namespaces::new("shellcar-system", Vec::new()),
         },
         capabilities: Capabilities {
             ephemeral_containers: true,
@@ -543,6 +545,75 @@ async fn a_create_pod_security_forbids_is_denied_naming_the_level() {
         message.contains("profiles that fit: Baseline, Restricted"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_create_in_a_protected_namespace_needs_a_policy_that_names_it() {
+    let named: DebugPolicy = serde_json::from_value(json!({
+        "apiVersion": "debug.shellcar.dev/v1alpha1",
+        "kind": "DebugPolicy",
+        "metadata": {"name": "shop-by-name"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}},
+            "secretEnv": true,
+        },
+    }))
+    .unwrap();
+    let everything: DebugPolicy = serde_json::from_value(json!({
+        "apiVersion": "debug.shellcar.dev/v1alpha1",
+        "kind": "DebugPolicy",
+        "metadata": {"name": "everything"},
+        "spec": {"namespaceSelector": {}, "secretEnv": true},
+    }))
+    .unwrap();
+    let labels: BTreeMap<String, String> =
+        [("kubernetes.io/metadata.name".to_owned(), "shop".to_owned())].into();
+    // An operator whose own namespace is shop.
+    let in_shop = |policies: Vec<DebugPolicy>| {
+        let mut webhook = webhook_with(Surroundings {
+            policies: policies.into_iter().map(Arc::new).collect(),
+            labels: labels.clone(),
+            live_sessions: Some(0),
+        });
+        webhook.policy.namespaces = Namespaces::new("shop", Vec::new());
+        webhook
+    };
+
+    for refusing in [in_shop(Vec::new()), in_shop(vec![everything.clone()])] {
+        let response =
+            as_json(validate(&refusing, &review("CREATE", session(STAMPED), None)).await);
+        assert_eq!(response["allowed"], false);
+        let message = response["status"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("namespace shop is protected: shellcar changes nothing in kube-system or in its own namespace unless a DebugPolicy names the namespace"),
+            "{message}"
+        );
+        assert!(refusing.io.asked.lock().unwrap().is_empty());
+    }
+
+    let admitting = in_shop(vec![everything, named]);
+    let response = as_json(validate(&admitting, &review("CREATE", session(STAMPED), None)).await);
+    assert_eq!(response["allowed"], true, "{response}");
+}
+
+#[tokio::test]
+async fn a_create_outside_the_watched_namespaces_is_denied_naming_them() {
+    let mut webhook = webhook(FakeIo::default());
+    webhook.policy.namespaces = Namespaces::new(
+        "shellcar-system",
+        vec!["team-b".to_owned(), "team-a".to_owned()],
+    );
+    let response = as_json(validate(&webhook, &review("CREATE", session(STAMPED), None)).await);
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        response["status"]["message"],
+        "this shellcar watches only namespaces team-a, team-b (--watch-namespaces), so nothing would act on a session in namespace shop; create it in one of those"
+    );
+    assert!(webhook.io.asked.lock().unwrap().is_empty());
+
+    webhook.policy.namespaces = Namespaces::new("shellcar-system", vec!["shop".to_owned()]);
+    let response = as_json(validate(&webhook, &review("CREATE", session(STAMPED), None)).await);
+    assert_eq!(response["allowed"], true, "{response}");
 }
 
 fn webhook_with(around: Surroundings) -> Webhook<FakeIo> {

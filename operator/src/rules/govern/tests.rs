@@ -46,3 +46,50 @@ fn only_live_sessions_of_the_namespace_created_earlier_count() {
     deleting.metadata.deletion_timestamp = Some(Time(t.parse().unwrap()));
     assert!(!is_live(&deleting));
 }
+
+#[test]
+fn a_protected_namespace_refuses_and_revokes_in_its_own_words() {
+    use std::time::Duration;
+
+    use crate::crd::Resolved;
+    use crate::rules::namespaces::Namespaces;
+
+    let session = made("dbg", "kube-system", "2026-12-04T10:00:00Z", None);
+    let plan = Plan {
+        mode: Resolved::Sidecar,
+        ttl: Duration::from_secs(600),
+        image: "busybox".to_owned(),
+    };
+    let defaults = Policy {
+        default_image: "busybox".to_owned(),
+        max_ttl: Duration::from_secs(3600),
+        start_deadline: Duration::from_secs(300),
+        allowed_images: Vec::new(),
+        stopper: None,
+        namespaces: Namespaces::new("shellcar-system", Vec::new()),
+    };
+    let around = Surroundings::default();
+    let judge = |admitted_before| {
+        govern(
+            &session.spec,
+            &plan,
+            "kube-system",
+            &around,
+            &defaults,
+            admitted_before,
+        )
+    };
+    let refused = judge(false).unwrap_err();
+    assert_eq!(refused.reason(), "NamespaceProtected");
+    // A session some policy admitted before: revoked for good, saying why.
+    let revoked = judge(true).unwrap_err();
+    assert_eq!(revoked.reason(), "PolicyRevoked");
+    assert!(
+        revoked.to_string().starts_with(
+            "no DebugPolicy allows this session any more: namespace kube-system is protected"
+        ),
+        "{revoked}"
+    );
+    // Elsewhere the built-in default judges, as before.
+    assert!(govern(&session.spec, &plan, "shop", &around, &defaults, false).is_ok());
+}

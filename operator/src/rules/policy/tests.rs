@@ -7,6 +7,7 @@ fn defaults() -> Defaults {
         allowed_images: vec![],
         stopper: None,
         start_deadline: Duration::from_secs(300),
+        namespaces: crate::rules::namespaces::Namespaces::new("shellcar-system", Vec::new()),
     }
 }
 

@@ -8,6 +8,7 @@ fn policy() -> Policy {
         allowed_images: vec![],
         stopper: None,
         start_deadline: Duration::from_secs(300),
+        namespaces: crate::rules::namespaces::Namespaces::new("shellcar-system", Vec::new()),
     }
 }
 

@@ -18,6 +18,7 @@ fn a_bad_glob_makes_the_policy_not_ready_with_its_reason() {
             allowed_images: vec![],
             stopper: None,
             start_deadline: Duration::from_secs(300),
+            namespaces: crate::rules::namespaces::Namespaces::new("shellcar-system", Vec::new()),
         },
     )
     .unwrap_err();

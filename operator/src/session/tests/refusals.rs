@@ -1,9 +1,12 @@
 //! Refused sessions: a refusal tears down whatever the session may have changed, fails
 //! the session with a condition and an Event, and waits for a change to the spec.
 
+use std::sync::Arc;
+
 use kube::runtime::controller::Action;
 
 use crate::crd::{DebugPolicy, Phase};
+use crate::rules::namespaces::Namespaces;
 use crate::session::fixtures::{
     caches_with_sessions, condition, context, context_with, session, start,
 };
@@ -153,4 +156,43 @@ async fn the_leader_holds_the_policys_limit_in_creation_order() {
     );
     server.event("Warning", "PolicyDenied").await;
     server.finish(reconciling).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_session_in_a_protected_namespace_is_refused_and_nothing_is_applied() {
+    // The operator's own namespace is shop, and a policy selects every namespace.
+    let everything: DebugPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "debug.shellcar.dev/v1alpha1",
+        "kind": "DebugPolicy",
+        "metadata": {"name": "everything"},
+        "spec": {"namespaceSelector": {}},
+    }))
+    .unwrap();
+    let (mut ctx, mut server) = context_with(caches_with_sessions(
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        vec![everything],
+    ));
+    Arc::get_mut(&mut ctx).unwrap().policy.namespaces = Namespaces::new("shop", Vec::new());
+    let session = session("target: {kind: Deployment, name: web}", 60);
+    let reconciling = start(&session, &ctx);
+
+    // No access review, no apply: only the teardown's read of what is in place.
+    server.discovery().await;
+    server.teardown(false).await;
+    let status = server.status_patch(&session).await;
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, READY), ("False", "NamespaceProtected"));
+    assert_eq!(condition(&status, STALLED), ("True", "NamespaceProtected"));
+    let message = status.message.as_deref().unwrap();
+    assert!(
+        message.starts_with("namespace shop is protected: shellcar changes nothing in kube-system or in its own namespace unless a DebugPolicy names the namespace"),
+        "{message}"
+    );
+    server.event("Warning", "NamespaceProtected").await;
+    assert_eq!(
+        server.finish(reconciling).await.unwrap(),
+        Action::await_change()
+    );
 }
