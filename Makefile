@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CLUSTER := e2e/cluster
 E2E_THREADS ?= 3
 
-.PHONY: help run test unit e2e bench chaos cluster-up cluster-down deploy image crds lint fmt
+.PHONY: help run test unit test-cel e2e bench chaos cluster-up cluster-down deploy image crds lint fmt
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -11,17 +11,30 @@ help: ## List the targets
 run: cluster-up ## Bring up the local cluster, deploy the operator, apply the sample session
 	e2e/deploy sample
 
-test: unit e2e ## Run every test: unit, then end to end on the local cluster
+test: unit test-cel e2e ## Run every test: unit, the admission policy's CEL, then end to end on the local cluster
 
 # The kustomize checks render config/ with the kubectl built from source (e2e/cluster build).
 unit: ## Unit tests and the crds/ drift check (no cluster; builds kubectl if needed)
 	$(CLUSTER) build
 	eval "$$($(CLUSTER) env)" && cargo test --locked -p shellcar
 
+# Go as e2e/lib/build.sh runs it: the machine's go from PATH (GOTOOLCHAIN=local), GOFLAGS
+# cleared, the module and build caches shared with the cluster's build, the proxy from the
+# environment.
+GO_CACHE := $(or $(SHELLCAR_CACHE),$(HOME)/.cache/shellcar)/go
+test-cel: ## The ValidatingAdmissionPolicy's CEL, evaluated by k8s.io/apiserver's own code (no cluster)
+	cd e2e/cel && GOMODCACHE=$(GO_CACHE)/mod GOCACHE=$(GO_CACHE)/build GOTOOLCHAIN=local GOWORK=off \
+		GOFLAGS=-trimpath go test -count=1 ./...
+
 e2e: cluster-up deploy ## End-to-end tests on the local cluster (brought up if needed)
 	# Build outside the cluster's network namespace, which has no route to the registry.
 	cargo test --locked -p shellcar-e2e --no-run
-	$(CLUSTER) exec -- cargo test --locked -p shellcar-e2e --no-fail-fast -- --test-threads=$(E2E_THREADS)
+	# The attack tests append to the security report (e2e/src/attack.rs): start it empty,
+	# print its table after the tests, pass or fail; a failed test or an attack not
+	# contained fails the target.
+	cargo run --locked -q -p shellcar-e2e --bin security-report -- --reset
+	rc=0; $(CLUSTER) exec -- cargo test --locked -p shellcar-e2e --no-fail-fast -- --test-threads=$(E2E_THREADS) || rc=$$?; \
+		cargo run --locked -q -p shellcar-e2e --bin security-report || { ((rc)) || rc=1; }; exit $$rc
 
 # SHELLCAR_BENCH_PAIRS, _SESSIONS, _UNRELATED, _CLIENTS, _LIFECYCLES, _IDLE_SECONDS and _ONLY
 # change the scale (see e2e/src/bench/mod.rs).

@@ -11,6 +11,7 @@
 //! Each test works in a namespace of its own ([`TestNamespace`]), so tests in one binary
 //! can run in parallel. Set `SHELLCAR_E2E_KEEP=1` to keep the namespaces for inspection.
 
+pub mod attack;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

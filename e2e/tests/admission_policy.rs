@@ -8,11 +8,12 @@
 use anyhow::{Context as _, Result};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use shellcar::crd::TargetKind;
+use shellcar::crd::{Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
+use shellcar_e2e::attack;
 use shellcar_e2e::identity::{User, may_patch, requester_of};
-use shellcar_e2e::session::{refusal, session, sidecar};
+use shellcar_e2e::session::{condition, phase, refusal, session, sidecar};
 use shellcar_e2e::webhook::{STAMP, WebhookBypass};
 use shellcar_e2e::workload::pretty;
 use tokio::sync::Mutex;
@@ -60,6 +61,14 @@ async fn without_the_webhook_nobody_creates_a_session_in_someone_elses_name() ->
             &format!("dev creating a session in the name of {what}"),
             dev.sessions.create_raw(object).await,
         )?;
+        attack::record(
+            &format!("requester forged on create as {what} (webhook configurations absent)"),
+            "refused by the ValidatingAdmissionPolicy",
+            &refused.message,
+            refused
+                .message
+                .contains("spec.requester must be the user who creates the session"),
+        );
         assert!(
             refused
                 .message
@@ -78,6 +87,12 @@ async fn without_the_webhook_nobody_creates_a_session_in_someone_elses_name() ->
         "dev creating an approved session",
         dev.sessions.create_raw(approved).await,
     )?;
+    attack::record(
+        "session created already approved (webhook configurations absent)",
+        "refused by the ValidatingAdmissionPolicy",
+        &refused.message,
+        refused.message.contains("cannot be created approved"),
+    );
     assert!(
         refused.message.contains("cannot be created approved"),
         "{}",
@@ -108,7 +123,15 @@ async fn without_the_webhook_an_honest_requester_is_still_not_admitted() -> Resu
         pretty(&stored["metadata"])
     );
     let failed = f.assert_failed("unstamped", "NotAdmitted").await?;
+    let seen_phase = phase(&failed);
     let message = failed.status.and_then(|s| s.message).unwrap_or_default();
+    let unchanged = f.workloads.snapshot().await? == before;
+    attack::record(
+        "session in the creator's own name, never seen by the webhook (no stamp)",
+        "refused by the operator: NotAdmitted, nothing changed",
+        format!("phase {seen_phase:?}: {message}; workloads unchanged: {unchanged}"),
+        message.contains("admission webhook") && unchanged,
+    );
     assert!(message.contains("admission webhook"), "{message}");
     assert_eq!(
         f.workloads.snapshot().await?,
@@ -152,6 +175,15 @@ async fn without_the_webhook_nobody_approves_by_hand() -> Result<()> {
             &format!("{} writing an approval by {approver}", user.name),
             merge(user, approval(approver)).await,
         )?;
+        attack::record(
+            &format!(
+                "approval written by hand by {} naming {approver} (webhook configurations absent)",
+                user.name
+            ),
+            "refused by the ValidatingAdmissionPolicy",
+            &refused.message,
+            refused.message.contains("spec.approval is recorded once"),
+        );
         assert!(
             refused.message.contains("spec.approval is recorded once"),
             "{}",
@@ -162,7 +194,22 @@ async fn without_the_webhook_nobody_approves_by_hand() -> Result<()> {
     merge(&lead, approval(&lead.username))
         .await
         .context("lead writing an approval in their own name")?;
-    f.assert_failed("fix", "NotAdmitted").await?;
+    let failed = f.assert_failed("fix", "NotAdmitted").await?;
+    let stalled = condition(&failed, "Stalled").map(|c| c.reason.clone());
+    attack::record(
+        "approval written by hand in the approver's own name (webhook configurations absent)",
+        "admitted by the policy, refused by the operator: NotAdmitted",
+        format!(
+            "phase {:?}, Stalled {stalled:?}: {}",
+            phase(&failed),
+            failed
+                .status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .unwrap_or_default()
+        ),
+        phase(&failed) == Some(Phase::Failed) && stalled.as_deref() == Some("NotAdmitted"),
+    );
     bypass.remove().await?;
     Ok(())
 }
@@ -186,6 +233,23 @@ async fn a_namespace_admin_cannot_strand_a_debugger_by_removing_the_finalizer() 
             "the namespace admin removing the teardown finalizer",
             api.patch("held", &PatchParams::default(), &attempt).await,
         )?;
+        let expected = format!(
+            "only shellcar's operator removes the finalizer {}",
+            naming::FINALIZER
+        );
+        attack::record(
+            &format!(
+                "namespace admin strips the teardown finalizer ({} patch)",
+                if matches!(attempt, Patch::Json(_)) {
+                    "JSON"
+                } else {
+                    "merge"
+                }
+            ),
+            "refused by the ValidatingAdmissionPolicy (verb finalize)",
+            &refused.message,
+            refused.message.contains(&expected),
+        );
         assert!(
             refused.message.contains(&format!(
                 "only shellcar's operator removes the finalizer {}",
@@ -231,6 +295,12 @@ async fn only_the_requester_or_a_manager_ends_or_extends_a_session() -> Result<(
         "{} may not change the ttl of a session requested by {}",
         peer.username, dev.username
     );
+    attack::record(
+        "another user extends someone else's session",
+        "refused by the ValidatingAdmissionPolicy (verb manage)",
+        &refused.message,
+        refused.message.contains(&expected),
+    );
     assert!(refused.message.contains(&expected), "{}", refused.message);
     let refused = refusal(
         "peer deleting dev's session",
@@ -239,6 +309,12 @@ async fn only_the_requester_or_a_manager_ends_or_extends_a_session() -> Result<(
     let expected = format!(
         "{} may not delete a session requested by {}",
         peer.username, dev.username
+    );
+    attack::record(
+        "another user deletes someone else's session",
+        "refused by the ValidatingAdmissionPolicy (verb manage)",
+        &refused.message,
+        refused.message.contains(&expected),
     );
     assert!(refused.message.contains(&expected), "{}", refused.message);
 

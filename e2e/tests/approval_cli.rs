@@ -20,6 +20,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use shellcar::crd::{DebugPolicy, DebugSession, Phase, Profile, TargetKind};
 use shellcar::naming::{self, APPROVE_ANNOTATION, REJECT_ANNOTATION};
+use shellcar_e2e::attack;
 use shellcar_e2e::cli::{self, Run};
 use shellcar_e2e::identity::{User, rule_for, service_account_username};
 use shellcar_e2e::kubectl;
@@ -356,6 +357,12 @@ async fn reject_fails_the_session_untouched_and_a_later_approve_is_refused() -> 
     );
 
     let again = shellcar(&lead, &["approve", "incident", "-n", f.ns(), "--yes"]).await?;
+    attack::record(
+        "approve a session already rejected",
+        "refused: already rejected",
+        attack::observed(again.status.success(), &again.stderr),
+        !again.status.success() && again.stderr.contains("already rejected"),
+    );
     assert!(
         !again.status.success(),
         "`{}` of a rejected session succeeded: {again:#?}",
@@ -406,6 +413,14 @@ async fn the_requester_cannot_approve_their_own_session_with_the_cli() -> Result
         ],
     )
     .await?;
+    attack::record(
+        "the requester approves their own session with shellcar approve (named approver, holds approve)",
+        "refused by the webhook, naming the requester",
+        attack::observed(run.status.success(), &run.stderr),
+        !run.status.success()
+            && run.stderr.contains(&dev.username)
+            && run.stderr.contains("may not approve"),
+    );
     assert!(
         !run.status.success(),
         "the requester {} approved their own session: {run:#?}",
@@ -426,8 +441,21 @@ async fn the_requester_cannot_approve_their_own_session_with_the_cli() -> Result
 }
 
 /// Asserts that `run` (a decision by `user`) failed with the webhook's refusal containing
-/// every one of `parts`, and that session `name` still awaits approval.
-async fn assert_refused(f: &Fixture, run: &Run, user: &str, parts: &[&str]) -> Result<()> {
+/// every one of `parts`, and that session `name` still awaits approval. Records the
+/// outcome as `attack` in the security report.
+async fn assert_refused(
+    f: &Fixture,
+    attack: &str,
+    run: &Run,
+    user: &str,
+    parts: &[&str],
+) -> Result<()> {
+    attack::record(
+        attack,
+        "refused by the webhook; the session still awaits approval",
+        attack::observed(run.status.success(), &run.stderr),
+        !run.status.success() && parts.iter().all(|p| run.stderr.contains(p)),
+    );
     assert!(
         !run.status.success(),
         "`{}` by {user} succeeded; it must be refused: {run:#?}",
@@ -514,6 +542,7 @@ async fn an_approver_the_policy_does_not_name_is_refused() -> Result<()> {
     let run = shellcar(&other, &["approve", "incident", "-n", f.ns(), "--yes"]).await?;
     assert_refused(
         &f,
+        "approval by a holder of approve whom the policy's approvers do not name",
         &run,
         &other.username,
         &[
@@ -529,6 +558,14 @@ async fn an_approver_the_policy_does_not_name_is_refused() -> Result<()> {
     let value = seen(&stored, "alice looked");
     let alice = ["--as", "alice", "--as-group", "e2e-staff"];
     let out = annotate_as(&f, &alice, "incident", APPROVE_ANNOTATION, &value).await?;
+    attack::record(
+        "approval by a user in a group the policy's approvers do not name (approve annotation)",
+        "refused by the webhook, naming approval.approvers",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success()
+            && out.stderr.contains(r#"user "alice" may not approve"#)
+            && out.stderr.contains("approval.approvers"),
+    );
     assert!(
         !out.status.success(),
         "alice, whom policy {} does not name, approved: {out:#?}",
@@ -603,6 +640,7 @@ async fn a_service_account_holding_the_approver_role_is_refused_unless_named() -
     let run = shellcar(&bot, &approve).await?;
     assert_refused(
         &f,
+        "approval by a ServiceAccount bound to shellcar-approver, the policy naming no approvers",
         &run,
         &bot.username,
         &[&bot.username, "may not approve", "ServiceAccount"],
@@ -619,6 +657,7 @@ async fn a_service_account_holding_the_approver_role_is_refused_unless_named() -
     let run = shellcar(&bot, &approve).await?;
     assert_refused(
         &f,
+        "approval by a ServiceAccount whose groups the policy's approvers name",
         &run,
         &bot.username,
         &[&bot.username, "may not approve", "ServiceAccount"],
@@ -707,6 +746,12 @@ async fn a_namespace_admin_holds_no_approve_and_cannot_grant_it() -> Result<()> 
             None,
         )
         .await?;
+    attack::record(
+        "a namespace admin binds shellcar-approver to a ServiceAccount of theirs",
+        "refused by RBAC (no escalation: the admin holds no approve)",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success() && out.stderr.contains("forbidden") && out.stderr.contains("approve"),
+    );
     assert!(
         !out.status.success(),
         "a namespace admin bound {APPROVER_ROLE} to their own ServiceAccount: {out:#?}"
@@ -768,6 +813,14 @@ async fn an_approval_for_a_session_deleted_and_created_again_is_refused() -> Res
         &seen(&first, "approved what I saw"),
     )
     .await?;
+    attack::record(
+        "an approval of a deleted session replayed on one created again under its name",
+        "refused by the webhook: the session was created again",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success()
+            && out.stderr.contains("no longer exists")
+            && out.stderr.contains("created again"),
+    );
     assert!(
         !out.status.success(),
         "an approval of the deleted session approved the one created again: {out:#?}"
@@ -806,6 +859,12 @@ async fn an_approval_for_a_session_deleted_and_created_again_is_refused() -> Res
         &seen(&second, "approved the 30m I saw"),
     )
     .await?;
+    attack::record(
+        "an approval of what the approver saw, after the requester changed the session",
+        "refused by the webhook: the session changed after it was seen",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success() && out.stderr.contains("changed after it was seen"),
+    );
     assert!(
         !out.status.success(),
         "an approval of generation {} approved the session changed since: {out:#?}",

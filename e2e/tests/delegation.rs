@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use shellcar::crd::Phase;
 use shellcar::naming;
 use shellcar_e2e::Fixture;
+use shellcar_e2e::attack;
 use shellcar_e2e::identity::{User, may_debug, may_patch};
 use shellcar_e2e::kubectl;
 use shellcar_e2e::policy::TestPolicy;
@@ -105,8 +106,15 @@ async fn runs_under(f: &Fixture, user: &User, manifest: Value, policy: &TestPoli
 }
 
 /// Creates session `manifest` as `user` through the API, once the webhook is seen to
-/// refuse it, and asserts the refusal contains `expected` and changed nothing.
-async fn refused(f: &Fixture, user: &User, manifest: Value, expected: &str) -> Result<()> {
+/// refuse it, and asserts the refusal contains `expected` and changed nothing. Records the
+/// outcome as `attack` in the security report.
+async fn refused(
+    f: &Fixture,
+    attack: &str,
+    user: &User,
+    manifest: Value,
+    expected: &str,
+) -> Result<()> {
     let before = f.workloads.snapshot().await?;
     f.wait_refused_at_admission_as(user, &manifest, &[expected])
         .await?;
@@ -115,6 +123,12 @@ async fn refused(f: &Fixture, user: &User, manifest: Value, expected: &str) -> R
         &format!("{} creating session {name}", user.username),
         user.sessions.create_raw(manifest.clone()).await,
     )?;
+    attack::record(
+        attack,
+        &format!("refused at apply time: {expected}"),
+        &refused.message,
+        refused.message.contains(expected),
+    );
     assert!(
         refused.message.contains(expected),
         "the refusal must name the missing permission:\n  expected: {expected}\n  got: {}",
@@ -173,6 +187,12 @@ async fn without_a_policy_debug_lends_nothing_and_apply_names_the_missing_patch(
         "{} (needed by mode Sidecar)",
         dev.denial("patch", WEB_OBJECT)
     );
+    attack::record(
+        "no policy: debug alone used to borrow the operator's power",
+        "refused at kubectl apply (built-in default Direct), naming the missing patch",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success() && out.stderr.contains(&expected),
+    );
     assert!(
         !out.status.success(),
         "`{}` as {} succeeded: {out:#?}",
@@ -199,6 +219,7 @@ async fn direct_refuses_debug_alone_and_admits_patch() -> Result<()> {
 
     refused(
         &f,
+        "Direct: a session on a target the requester may only debug, not patch",
         &dev,
         sidecar("by-debugger", WEB, TTL)?,
         &dev.denial("patch", WEB_OBJECT),
@@ -218,6 +239,7 @@ async fn delegated_refuses_patch_without_debug() -> Result<()> {
 
     refused(
         &f,
+        "Delegated: a session by someone who may patch the target but not debug it",
         &ops,
         sidecar("by-patcher", WEB, TTL)?,
         &ops.denial("debug", WEB_OBJECT),
@@ -270,6 +292,16 @@ async fn delegated_with_approval_holds_a_user_with_direct_power_too() -> Result<
         .sessions
         .wait_refused("urgent", Phase::AwaitingApproval, "AwaitingApproval")
         .await?;
+    let unchanged = f.workloads.snapshot().await? == before;
+    attack::record(
+        "Delegated with approval: a requester who also holds patch skips the approval",
+        "held in AwaitingApproval, the workload untouched",
+        format!(
+            "phase {:?}, workloads unchanged: {unchanged}",
+            s.status.as_ref().and_then(|st| st.phase)
+        ),
+        s.status.as_ref().and_then(|st| st.phase) == Some(Phase::AwaitingApproval) && unchanged,
+    );
     assert_eq!(
         admitted_by(&s),
         Some(policy.name.as_str()),
@@ -304,5 +336,12 @@ async fn delegated_env_from_a_secret_the_user_may_not_read_is_refused() -> Resul
     let mut request = sidecar("pw", WEB, TTL)?;
     request["spec"]["debugger"]["env"] =
         json!([{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]);
-    refused(&f, &dev, request, &dev.denial("get", r#"secrets "db""#)).await
+    refused(
+        &f,
+        "Delegated: debugger env from a Secret the requester may not read",
+        &dev,
+        request,
+        &dev.denial("get", r#"secrets "db""#),
+    )
+    .await
 }

@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use shellcar_e2e::attack;
 use shellcar_e2e::leader::pod_of;
 use shellcar_e2e::wait::{Polled, poll};
 use shellcar_e2e::{Fixture, OPERATOR_NAMESPACE, TIMEOUT};
@@ -71,6 +72,13 @@ async fn a_debugger_whose_finalizer_was_stripped_is_swept() -> Result<()> {
         .events
         .wait_for("Deployment", WEB, "Warning", "OrphanRemoved")
         .await?;
+    let restored = f.workloads.template(WEB).await? == before;
+    attack::record(
+        "a cluster admin strips the finalizer and deletes the session, stranding its debugger",
+        "the leader's orphan sweep removes the debugger, Event OrphanRemoved",
+        format!("template restored: {restored}; Event: {}", event.message),
+        restored && event.message.contains("shellcar.dev/lost"),
+    );
     assert!(event.message.contains("shellcar.dev/lost"), "{event:?}");
     Ok(())
 }

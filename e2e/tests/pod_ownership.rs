@@ -11,6 +11,7 @@ use serde_json::json;
 use shellcar::crd::{Mode, Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
+use shellcar_e2e::attack;
 use shellcar_e2e::cluster::is_ready;
 use shellcar_e2e::identity::{User, rule_for};
 use shellcar_e2e::pod::nginx_pod;
@@ -106,6 +107,17 @@ async fn a_decoy_with_a_sessions_marks_is_never_listed_or_attached() -> Result<(
     let container = f.debug_deployment("dbg", "web", "30m").await?;
     let active = f.sessions.api.get("dbg").await?;
     let status = active.status.context("no status")?;
+    let listed: Vec<&str> = status.pods.iter().map(|p| p.name.as_str()).collect();
+    attack::record(
+        "a decoy pod with a session's label, annotation and debugger container, sorting first",
+        "never listed or attached (pods belong by owner UID)",
+        format!("status.pods: {listed:?}"),
+        !listed.is_empty()
+            && status
+                .pods
+                .iter()
+                .all(|p| p.name != "a-decoy" && !p.attach.contains("a-decoy")),
+    );
     assert!(!status.pods.is_empty(), "{status:#?}");
     for listed in &status.pods {
         assert_ne!(listed.name, "a-decoy", "the decoy is listed: {status:#?}");
@@ -143,6 +155,12 @@ async fn a_pod_under_a_copys_name_is_not_adopted_or_deleted() -> Result<()> {
         "a copy whose name is taken",
         f.sessions.api.create(&Default::default(), &request).await,
     )?;
+    attack::record(
+        "a pod pre-created under a Copy session's name, before the session",
+        "the session refused at apply time (the copy's name is taken)",
+        &refused.message,
+        refused.message.contains("already exists"),
+    );
     assert!(
         refused.message.contains("already exists"),
         "{}",
@@ -162,6 +180,12 @@ async fn a_pod_under_a_copys_name_is_not_adopted_or_deleted() -> Result<()> {
         .wait_refused("cp", Phase::Failed, "NameTaken")
         .await?;
     let status = refused.status.context("no status")?;
+    attack::record(
+        "a pod created under a waiting Copy session's name",
+        "session Failed (NameTaken), the pod neither adopted nor listed",
+        format!("phase {:?}, status.pods: {:?}", status.phase, status.pods),
+        status.phase == Some(Phase::Failed) && status.pods.is_empty(),
+    );
     assert!(
         status.pods.is_empty(),
         "a pod the session does not own is listed: {status:#?}"

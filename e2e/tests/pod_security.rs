@@ -17,6 +17,7 @@ use serde_json::json;
 use shellcar::crd::{Mode, Profile, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
+use shellcar_e2e::attack;
 use shellcar_e2e::psa::{
     APP_CONTAINER, ENFORCE_LABEL, LEVELS, PROFILES, Verdict, dry_run_ephemeral, restricted_pod,
     security_context, table,
@@ -149,6 +150,26 @@ async fn shellcar_admits_a_debugger_exactly_when_pod_security_admission_does() -
     for (level, cells) in LEVELS.iter().zip(&judged) {
         for cell in cells {
             let profile = cell.profile;
+            // An attack where Pod Security admission refuses the debugger: shellcar must
+            // refuse it too, at create, in its own words.
+            if !cell.psa.admitted() {
+                let (observed, own_words) = match &cell.shellcar {
+                    Verdict::Admitted => ("admitted", false),
+                    Verdict::Refused(message) => (
+                        message.as_str(),
+                        message.contains(PREFLIGHT_REFUSAL)
+                            && message.contains(&format!("{profile:?}")),
+                    ),
+                };
+                attack::record(
+                    &format!(
+                        "Ephemeral debugger with profile {profile:?} in a namespace enforcing Pod Security {level}"
+                    ),
+                    "refused at create by shellcar's preflight, as Pod Security admission refuses it",
+                    observed,
+                    own_words,
+                );
+            }
             assert_eq!(
                 cell.shellcar.admitted(),
                 cell.psa.admitted(),

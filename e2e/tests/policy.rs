@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use shellcar::crd::{DebugSession, Phase, Profile, TargetKind};
 use shellcar::naming::{self, APPROVE_ANNOTATION, BUILT_IN_POLICY};
 use shellcar_e2e::Fixture;
+use shellcar_e2e::attack;
 use shellcar_e2e::identity::{User, rule_for, service_account_username};
 use shellcar_e2e::kubectl;
 use shellcar_e2e::session::{admitted_by, session};
@@ -44,12 +45,24 @@ fn request(name: &str, profile: Profile, image: Option<&str>) -> Result<Value> {
 }
 
 /// `kubectl apply` of `manifest` as the admin, which must be refused with a message
-/// naming every one of `parts`, and create nothing. Returns kubectl's stderr.
-async fn assert_apply_refused(f: &Fixture, manifest: &Value, parts: &[&str]) -> Result<String> {
+/// naming every one of `parts`, and create nothing. Returns kubectl's stderr. Records the
+/// outcome as `attack` in the security report.
+async fn assert_apply_refused(
+    f: &Fixture,
+    attack: &str,
+    manifest: &Value,
+    parts: &[&str],
+) -> Result<String> {
     let name = manifest["metadata"]["name"]
         .as_str()
         .context("the manifest has no name")?;
     let out = kubectl::apply(None, f.ns(), manifest).await?;
+    attack::record(
+        attack,
+        &format!("refused at kubectl apply, naming {parts:?}"),
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success() && parts.iter().all(|p| out.stderr.contains(p)),
+    );
     assert!(
         !out.status.success(),
         "`{}` of session {name} succeeded; it must be refused naming {parts:?}: {out:#?}",
@@ -93,7 +106,13 @@ async fn sysadmin_is_refused_without_a_policy_and_runs_where_a_policy_grants_it(
     let (f, _) = Fixture::with_deployment("pol-sysadmin", WEB, 1).await?;
     let manifest = request("root", Profile::SysAdmin, None)?;
 
-    assert_apply_refused(&f, &manifest, &["SysAdmin"]).await?;
+    assert_apply_refused(
+        &f,
+        "profile SysAdmin where no policy grants it",
+        &manifest,
+        &["SysAdmin"],
+    )
+    .await?;
 
     let policy = f
         .policy("sysadmin", json!({"profiles": ["SysAdmin"]}))
@@ -131,7 +150,13 @@ async fn an_image_outside_the_policys_globs_is_refused_and_one_inside_runs() -> 
     let outside = request("nginx-debugger", Profile::General, Some(NGINX_IMAGE))?;
     let parts = [NGINX_IMAGE, policy.name.as_str()];
     f.wait_refused_at_admission(&outside, &parts).await?;
-    assert_apply_refused(&f, &outside, &parts).await?;
+    assert_apply_refused(
+        &f,
+        "debugger image outside the policy's images",
+        &outside,
+        &parts,
+    )
+    .await?;
 
     let inside = request("busybox-debugger", Profile::General, Some(BUSYBOX_IMAGE))?;
     let out = kubectl::apply(None, f.ns(), &inside).await?;
@@ -253,6 +278,12 @@ async fn a_session_needing_approval_waits_for_someone_else_who_may_approve() -> 
         &seen("my own incident"),
     )
     .await?;
+    attack::record(
+        "the requester approves their own session (approve annotation)",
+        "refused by the webhook, naming the user",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success() && out.stderr.contains(&dev.username),
+    );
     assert!(
         !out.status.success(),
         "the requester {} approved their own session: {out:#?}",
@@ -266,6 +297,14 @@ async fn a_session_needing_approval_waits_for_someone_else_who_may_approve() -> 
 
     // Nor may a user without the verb `approve`, though they may patch the session.
     let out = annotate(&intern, "incident", APPROVE_ANNOTATION, &seen("looks fine")).await?;
+    attack::record(
+        "a user who may patch the session but lacks the verb approve approves it",
+        "refused by the webhook, naming the verb approve",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success()
+            && out.stderr.contains(&intern.username)
+            && out.stderr.contains("approve"),
+    );
     assert!(
         !out.status.success(),
         "{}, without the verb approve, approved the session: {out:#?}",
@@ -391,8 +430,22 @@ async fn deleting_the_policy_that_admitted_a_session_ends_it_and_restores_the_te
     policy.delete().await?;
 
     // Phase Failed, Ready=False and Stalled=True PolicyRevoked, a Warning Event.
-    f.assert_failed("capture", "PolicyRevoked").await?;
+    let failed = f.assert_failed("capture", "PolicyRevoked").await?;
     f.workloads.wait_template(WEB, &before).await?;
+    attack::record(
+        "keep a NetAdmin session running after the policy that granted it is deleted",
+        "session Failed (PolicyRevoked), the template restored",
+        format!(
+            "phase {:?}: {}",
+            failed.status.as_ref().and_then(|s| s.phase),
+            failed
+                .status
+                .as_ref()
+                .and_then(|s| s.message.as_deref())
+                .unwrap_or_default()
+        ),
+        failed.status.as_ref().and_then(|s| s.phase) == Some(Phase::Failed),
+    );
     f.workloads.assert_restored(WEB, &before, 1).await?;
     Ok(())
 }
@@ -407,7 +460,13 @@ async fn a_namespace_enforcing_baseline_refuses_general_and_admits_baseline() ->
 
     let general = request("general", Profile::General, None)?;
     f.wait_refused_at_admission(&general, &["baseline"]).await?;
-    let stderr = assert_apply_refused(&f, &general, &["baseline"]).await?;
+    let stderr = assert_apply_refused(
+        &f,
+        "profile General (SYS_PTRACE) in a namespace enforcing Pod Security baseline",
+        &general,
+        &["baseline"],
+    )
+    .await?;
     assert!(
         stderr.contains("General") || stderr.contains("SYS_PTRACE"),
         "the refusal must say what breaks baseline (profile General, or SYS_PTRACE); stderr: {stderr}"
@@ -508,7 +567,13 @@ async fn a_session_beyond_max_sessions_per_namespace_is_refused_at_apply_time() 
     let second = request("second", Profile::General, None)?;
     let parts = [policy.name.as_str()];
     f.wait_refused_at_admission(&second, &parts).await?;
-    assert_apply_refused(&f, &second, &parts).await?;
+    assert_apply_refused(
+        &f,
+        "a session beyond the policy's maxSessionsPerNamespace",
+        &second,
+        &parts,
+    )
+    .await?;
     assert_eq!(
         f.sessions.names().await?,
         vec!["first".to_owned()],
@@ -547,7 +612,13 @@ async fn a_malformed_policy_is_not_ready_and_admits_nothing_in_its_namespace() -
     let manifest = request("plain", Profile::General, None)?;
     let parts = [policy.name.as_str()];
     f.wait_refused_at_admission(&manifest, &parts).await?;
-    assert_apply_refused(&f, &manifest, &parts).await?;
+    assert_apply_refused(
+        &f,
+        "a session in a namespace whose policy is malformed",
+        &manifest,
+        &parts,
+    )
+    .await?;
     assert!(
         f.sessions.names().await?.is_empty(),
         "a malformed policy admitted a session"

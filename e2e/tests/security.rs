@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use shellcar::crd::{DebugSession, Phase, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::Fixture;
+use shellcar_e2e::attack;
 use shellcar_e2e::identity::{User, may_patch};
 use shellcar_e2e::kubectl;
 use shellcar_e2e::session::{condition, phase, refusal, session, sidecar};
@@ -61,6 +62,12 @@ async fn a_user_who_may_not_patch_the_deployment_is_refused_and_nothing_changes(
             .create_raw(sidecar("sneaky", WEB, "30m")?)
             .await,
     )?;
+    attack::record(
+        "Sidecar session on a Deployment the requester may not patch (Direct)",
+        "refused at apply time, naming the missing patch",
+        &refused.message,
+        refused.message.contains(&expected),
+    );
     assert!(
         refused.message.contains(&expected),
         "the refusal must name the missing permission:\n  expected: {expected}\n  got: {}",
@@ -108,6 +115,18 @@ async fn a_user_who_may_patch_the_deployment_is_named_by_session_events_and_pods
     // The requester is who created the session, as the API server authenticated them.
     let stored = f.sessions.get_json("mine").await?;
     let requester = &stored["spec"]["requester"];
+    attack::record(
+        "spec.requester forged as system:admin in system:masters on create",
+        "the webhook stamps the real caller",
+        format!("stored requester: {requester}"),
+        requester["username"].as_str() == Some(dev.username.as_str())
+            && requester["uid"].as_str() == Some(dev.uid.as_str())
+            && !requester["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|g| g == "system:masters"),
+    );
     assert_eq!(
         requester["username"].as_str(),
         Some(dev.username.as_str()),
@@ -192,6 +211,12 @@ async fn env_from_a_secret_the_user_may_not_read_is_refused() -> Result<()> {
         dev.sessions.create_raw(request).await,
     )?;
     let expected = format!(r#"user "{}" may not get secrets "db""#, dev.username);
+    attack::record(
+        "debugger env from a Secret the requester may not read",
+        "refused at apply time, naming the Secret",
+        &refused.message,
+        refused.message.contains(&expected),
+    );
     assert!(
         refused.message.contains(&expected),
         "the refusal must name the Secret:\n  expected: {expected}\n  got: {}",
@@ -233,6 +258,12 @@ async fn only_the_ttl_of_a_session_may_change() -> Result<()> {
             .patch("fixed", &PatchParams::default(), &Patch::Merge(&retarget))
             .await,
     )?;
+    attack::record(
+        "running session re-targeted at another Deployment",
+        "refused: only spec.ttl may change",
+        &refused.message,
+        refused.message.contains("only spec.ttl may change"),
+    );
     assert!(
         refused.message.contains("only spec.ttl may change"),
         "the refusal must say what may change: {}",
@@ -272,6 +303,12 @@ async fn only_the_ttl_of_a_session_may_change() -> Result<()> {
         .await
         .context("dev updating the session without spec.requester")?;
     let stored = f.sessions.get_json("fixed").await?;
+    attack::record(
+        "spec.requester erased by an update (a re-sync that omits it)",
+        "the webhook restores the stored requester",
+        format!("stored requester: {}", stored["spec"]["requester"]),
+        stored["spec"]["requester"]["username"].as_str() == Some(dev.username.as_str()),
+    );
     assert_eq!(
         stored["spec"]["requester"]["username"].as_str(),
         Some(dev.username.as_str()),
@@ -314,6 +351,12 @@ async fn revoking_the_users_rolebinding_ends_the_session_and_restores_the_templa
         .await?;
     let ready = condition(&s, "Ready").context("no Ready condition")?;
     let missing = format!(r#"may not patch deployments.apps "{WEB}""#);
+    attack::record(
+        "keep debugging after the requester's RoleBinding is revoked",
+        "session Failed (Forbidden) and the template restored",
+        format!("phase {:?}, Ready: {}", phase(&s), ready.message),
+        ready.message.contains(&missing),
+    );
     assert!(
         ready.message.contains(&missing),
         "the condition must say which permission is gone ({missing}): {}",

@@ -11,7 +11,7 @@
 //!   requests (removing its finalizer) are left out of its webhooks by a match condition.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::admissionregistration::v1::{
@@ -24,6 +24,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 use shellcar::crd::TargetKind;
+use shellcar_e2e::attack;
 use shellcar_e2e::session::session;
 use shellcar_e2e::wait::{Polled, poll};
 use shellcar_e2e::webhook::{MUTATING_WEBHOOK, VALIDATING_WEBHOOK};
@@ -168,12 +169,20 @@ async fn webhook_configurations_re_created_or_stripped_heal_within_seconds() -> 
         )
         .await
         .context("stripping the validating caBundle")?;
+    let stripped = Instant::now();
     mutating
         .patch(MUTATING_WEBHOOK, &PatchParams::default(), &strip(m_count)?)
         .await
         .context("stripping the mutating caBundle")?;
     creates_work_within(&f, "the caBundles were stripped", HEALED_WITHIN).await?;
+    let took = stripped.elapsed();
     assert_healed(&client).await?;
+    attack::record(
+        "webhook configurations stripped of their caBundle (kubectl apply's merge)",
+        &format!("healed: creates work again within {HEALED_WITHIN:?}"),
+        format!("creates worked again after {took:.1?}; caBundle and not-the-operator back"),
+        took <= HEALED_WITHIN,
+    );
 
     // Deleted and created again from the manifests, as a restore would.
     let docs = rendered().await?;
@@ -201,7 +210,9 @@ async fn webhook_configurations_re_created_or_stripped_heal_within_seconds() -> 
         .create(&PostParams::default(), &m_manifest)
         .await
         .context("re-creating the MutatingWebhookConfiguration")?;
+    let recreated = Instant::now();
     creates_work_within(&f, "the configurations were re-created", HEALED_WITHIN).await?;
+    let took = recreated.elapsed();
     assert_healed(&client).await?;
 
     // And what works is the webhook, not its absence: a create now carries the stamp.
@@ -209,6 +220,18 @@ async fn webhook_configurations_re_created_or_stripped_heal_within_seconds() -> 
         .sessions
         .create(&session("after", TargetKind::Deployment, WEB, "5m")?)
         .await?;
+    let stamped = created
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .any(|(k, _)| k == "debug.shellcar.dev/admitted");
+    attack::record(
+        "webhook configurations deleted and re-created without caBundle (a restore)",
+        &format!("healed within {HEALED_WITHIN:?}: sessions stamped by the webhook again"),
+        format!("creates worked again after {took:.1?}; the next session stamped: {stamped}"),
+        took <= HEALED_WITHIN && stamped,
+    );
     assert!(
         created
             .metadata
@@ -270,7 +293,17 @@ async fn with_the_webhook_unreachable_a_session_is_still_deleted() -> Result<()>
             "the template was not restored"
         );
         // Creates still need the webhook: it fails closed.
-        match dry_run_create(&f).await? {
+        let create = dry_run_create(&f).await?;
+        attack::record(
+            "a session created while the webhook is unreachable",
+            "refused: the webhooks fail closed (failurePolicy Fail)",
+            match &create {
+                Ok(()) => "admitted",
+                Err(message) => message.as_str(),
+            },
+            matches!(&create, Err(message) if message.contains("failed calling webhook")),
+        );
+        match create {
             Err(message) if message.contains("failed calling webhook") => Ok(()),
             other => bail!("a create got past the unreachable webhook: {other:?}"),
         }
