@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -272,6 +273,20 @@ pub struct RunArgs {
     /// Address of the admission webhook (HTTPS).
     #[arg(long, env = "SHELLCAR_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
     pub webhook_addr: SocketAddr,
+    /// Admission requests per second the webhook answers from one source address (the
+    /// TCP peer), once its --webhook-burst is spent; over it, HTTP 429 with Retry-After.
+    /// Each API server is one source, and sends two reviews per DebugSession write.
+    #[arg(long, env = "SHELLCAR_WEBHOOK_RATE_LIMIT", default_value = "50")]
+    pub webhook_rate_limit: NonZeroU32,
+    /// Requests one source address may send at once before --webhook-rate-limit applies.
+    #[arg(long, env = "SHELLCAR_WEBHOOK_BURST", default_value = "200")]
+    pub webhook_burst: NonZeroU32,
+    /// PEM file of the CA (or CAs) whose client certificates the webhook requires: TLS
+    /// handshakes without such a certificate fail. Give the API server a certificate from
+    /// it in its AdmissionConfiguration's kubeConfigFile. Read once at start; a new CA
+    /// takes a restart. Default: no client certificate asked.
+    #[arg(long, env = "SHELLCAR_WEBHOOK_CLIENT_CA", value_name = "FILE")]
+    pub webhook_client_ca: Option<PathBuf>,
     /// Elect a leader among the replicas: only the holder of the Lease --lease-name (in
     /// --namespace) reconciles; every replica serves the webhook. `--leader-elect=false`
     /// reconciles unconditionally: one replica only, or a run outside the cluster.

@@ -22,6 +22,14 @@ use crate::session;
 /// Runs the operator until SIGTERM or Ctrl+C.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init_tracing(args.log_format);
+    // Read before anything else: a CA that cannot be read stops the operator at once,
+    // rather than serving the webhook without the client check an admin asked for.
+    let client_auth = args
+        .webhook_client_ca
+        .as_deref()
+        .map(admission::http::client_verifier)
+        .transpose()
+        .context("--webhook-client-ca")?;
     let metrics = Arc::new(Metrics::default());
     let client = api_requests::counted_client(&metrics.count_requests())
         .await
@@ -50,6 +58,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         mutating: args.mutating_webhook,
         validating: args.validating_webhook,
         external_certificate: args.external_certificate,
+        rate_limit: args.webhook_rate_limit,
+        burst: args.webhook_burst,
+        client_auth,
     };
     let health = Arc::new(Health::default());
     let server = telemetry::serve(
@@ -89,6 +100,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             policy.clone(),
             stamp.clone(),
             health.clone(),
+            metrics.clone(),
         );
         let controller = {
             let (client, metrics) = (client.clone(), metrics.clone());

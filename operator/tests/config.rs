@@ -415,3 +415,92 @@ fn namespaced_grants_by_role_what_default_grants_by_cluster_role() {
         everything.iter().filter(|r| cluster_scoped(r)).count()
     );
 }
+
+/// Whether IPv4 `cidr` (a.b.c.d/n) holds `ip`.
+fn cidr_holds(cidr: &str, ip: std::net::Ipv4Addr) -> bool {
+    let (net, bits) = cidr.split_once('/').unwrap();
+    let net: std::net::Ipv4Addr = net.parse().unwrap();
+    let bits: u32 = bits.parse().unwrap();
+    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+    u32::from(net) & mask == u32::from(ip) & mask
+}
+
+/// The webhook's rule of the operator's NetworkPolicy rendered from `dir`: its CIDRs.
+fn webhook_cidrs(dir: &str) -> Vec<String> {
+    let docs = documents(&kustomize(dir));
+    let policy = find(&docs, "NetworkPolicy");
+    let rules = policy["spec"]["ingress"].as_sequence().unwrap();
+    let webhook: Vec<&serde_yaml::Value> = rules
+        .iter()
+        .filter(|r| {
+            r["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|p| p["port"] == 9443)
+        })
+        .collect();
+    assert_eq!(webhook.len(), 1, "one rule for the webhook's port");
+    webhook[0]["from"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("the webhook's port is open to everyone"))
+        .iter()
+        .map(|peer| {
+            let keys: Vec<&str> = peer
+                .as_mapping()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str().unwrap())
+                .collect();
+            assert_eq!(keys, ["ipBlock"], "only the API server's addresses");
+            peer["ipBlock"]["cidr"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_network_policy_admits_the_webhook_port_from_the_api_server_only() {
+    let docs = documents(&kustomize("config/default"));
+    let policy = find(&docs, "NetworkPolicy");
+    assert_eq!(policy["metadata"]["namespace"], "shellcar-system");
+    let deploy = find(&docs, "Deployment");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deploy["spec"]["template"]["metadata"]["labels"],
+        "the policy selects the operator's pods"
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_yaml::to_value(["Ingress"]).unwrap()
+    );
+    // Metrics and health stay open, as before the policy: no `from`.
+    let open: Vec<u64> = policy["spec"]["ingress"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|r| r.get("from").is_none())
+        .flat_map(|r| r["ports"].as_sequence().unwrap().iter())
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(open, [8080, 8081]);
+    // As shipped, a placeholder that admits no real address (RFC 5737), to be set.
+    assert_eq!(webhook_cidrs("config/default"), ["192.0.2.0/24"]);
+
+    // The local test cluster's: where its API server reaches the pods from, and no pod.
+    let local = webhook_cidrs("e2e/overlay");
+    let admitted = |ip: [u8; 4]| local.iter().any(|c| cidr_holds(c, ip.into()));
+    for api_server in [
+        [10, 87, 0, 1],
+        [10, 87, 0, 2],
+        [10, 87, 2, 1],
+        [10, 88, 0, 1],
+    ] {
+        assert!(
+            admitted(api_server),
+            "{api_server:?} is not admitted: {local:?}"
+        );
+    }
+    for pod in [[10, 88, 0, 7], [10, 88, 1, 7]] {
+        assert!(!admitted(pod), "pod address {pod:?} is admitted: {local:?}");
+    }
+}

@@ -1,6 +1,11 @@
 //! The admission webhook, one of shellcar's two front doors: who asked, whether they may,
 //! what may change, and what the debugger will see.
 //!
+//! Only what the API server sends is answered: [`gate`] judges each request's path,
+//! method, size and subject, and [`limit`] rate-limits each source address, so that the
+//! webhook's answers (which run SubjectAccessReviews) are no oracle for anyone else on the
+//! pod network.
+//!
 //! The pure decisions are in [`requester`], [`approval`], [`stamp`], [`immutable`] and
 //! [`warnings`], beside the rules the reconciler shares ([`crate::rules`]). [`review`]
 //! holds the review logic that combines them, asking through the I/O seam in [`io`]:
@@ -12,9 +17,11 @@
 
 pub mod approval;
 pub mod configurations;
+pub mod gate;
 pub mod http;
 pub mod immutable;
 pub mod io;
+pub mod limit;
 pub mod requester;
 pub mod review;
 pub mod stamp;
@@ -22,6 +29,7 @@ pub mod tls;
 pub mod warnings;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +43,7 @@ use crate::rules::Policy;
 use crate::rules::stamp::Key;
 use crate::runtime::error_chain;
 use crate::runtime::retry;
-use crate::runtime::telemetry::Health;
+use crate::runtime::telemetry::{Health, Metrics};
 
 /// Where the webhook listens, and the names of what it keeps up to date.
 #[derive(Clone, Debug)]
@@ -51,6 +59,12 @@ pub struct Settings {
     /// The certificate is kept by someone else (cert-manager): read the Secret, never
     /// write it, and leave the caBundle to them.
     pub external_certificate: bool,
+    /// Requests per second each source address may send, after a burst of `burst`.
+    pub rate_limit: NonZeroU32,
+    pub burst: NonZeroU32,
+    /// Whether clients must present a certificate, and from which CA
+    /// (`--webhook-client-ca`, read once at start: [`http::client_verifier`]).
+    pub client_auth: http::ClientAuth,
 }
 
 /// How often the certificate is checked for renewal (its own), or for a new one in the
@@ -76,6 +90,7 @@ pub async fn run(
     policy: Policy,
     stamp: Key,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), Error> {
     let caps: Capabilities = retry("discovering what the cluster serves", || {
         crate::k8s::capabilities::discover(&client)
@@ -117,7 +132,7 @@ pub async fn run(
         exempt,
         ca_changes,
     ));
-    let config = RustlsConfig::from_config(http::rustls_config(&cert)?);
+    let config = RustlsConfig::from_config(http::rustls_config(&cert, &s.client_auth)?);
     tokio::spawn(renew(
         client.clone(),
         settings.clone(),
@@ -125,17 +140,29 @@ pub async fn run(
         config.clone(),
         ca,
     ));
-    let webhook = Arc::new(review::Webhook {
-        io: io::KubeIo {
-            client: client.clone(),
+    let server = Arc::new(http::Server {
+        webhook: review::Webhook {
+            io: io::KubeIo {
+                client: client.clone(),
+            },
+            policy,
+            capabilities: caps,
+            stamp,
         },
-        policy,
-        capabilities: caps,
-        stamp,
+        limit: limit::SourceLimit::new(limit::quota(settings.rate_limit, settings.burst)),
+        metrics,
     });
+    // Bound before it reports ready: ready means it accepts connections.
+    let listener = std::net::TcpListener::bind(settings.addr)?;
     health.set_webhook_ready();
-    info!(addr = %settings.addr, "admission webhook ready");
-    http::serve(settings.addr, config, webhook).await?;
+    info!(
+        addr = %settings.addr,
+        rate_limit = %settings.rate_limit,
+        burst = %settings.burst,
+        client_certificates = settings.client_auth.is_some(),
+        "admission webhook ready"
+    );
+    http::serve(listener, config, server).await?;
     Ok(())
 }
 
@@ -181,7 +208,7 @@ async fn renew(
                 continue;
             }
         }
-        match http::rustls_config(&cert) {
+        match http::rustls_config(&cert, &s.client_auth) {
             Ok(tls) => {
                 config.reload_from_config(tls);
                 info!("serving a renewed webhook certificate");

@@ -33,6 +33,35 @@ fn watch_namespaces_is_a_list_and_empty_by_default() {
 }
 
 #[test]
+fn the_webhook_limits_each_source_generously_and_asks_no_certificate_by_default() {
+    let defaults = run_args(&[]);
+    assert_eq!(
+        (
+            defaults.webhook_rate_limit.get(),
+            defaults.webhook_burst.get()
+        ),
+        (50, 200)
+    );
+    assert_eq!(defaults.webhook_client_ca, None);
+    let set = run_args(&[
+        "--webhook-rate-limit=5",
+        "--webhook-burst=10",
+        "--webhook-client-ca=/etc/shellcar/client-ca.crt",
+    ]);
+    assert_eq!(
+        (set.webhook_rate_limit.get(), set.webhook_burst.get()),
+        (5, 10)
+    );
+    assert_eq!(
+        set.webhook_client_ca.as_deref(),
+        Some(Path::new("/etc/shellcar/client-ca.crt"))
+    );
+    // No limit of zero: it would refuse the API server too.
+    assert!(Cli::try_parse_from(["shellcar", "run", "--webhook-rate-limit=0"]).is_err());
+    assert!(Cli::try_parse_from(["shellcar", "run", "--webhook-burst=0"]).is_err());
+}
+
+#[test]
 fn approve_and_reject_take_a_name_and_ask_by_default() {
     let cli = Cli::try_parse_from(["shellcar", "approve", "web-debug"]).unwrap();
     let Command::Approve(args) = cli.command else {

@@ -61,6 +61,7 @@ pub struct Metrics {
     leader: Gauge,
     resident_memory: Gauge,
     api_requests: Family<RequestLabels, Counter>,
+    webhook_refused: Family<ReasonLabels, Counter>,
     phases: Mutex<HashMap<String, Phase>>,
 }
 
@@ -130,8 +131,15 @@ impl Default for Metrics {
             "Requests the operator sent to the API server, by verb and resource (with subresource)",
             api_requests.clone(),
         );
+        let webhook_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "webhook_refused",
+            "Requests to the admission webhook answered with no review, by reason (RateLimited, NotFound, Malformed, NotDebugSession, ...)",
+            webhook_refused.clone(),
+        );
         Metrics {
             api_requests,
+            webhook_refused,
             resident_memory,
             registry,
             reconciles,
@@ -176,6 +184,15 @@ impl Metrics {
     /// Counts a session that went to Failed for `reason`.
     pub fn refused(&self, reason: &str) {
         self.refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a request the admission webhook refused to review, for `reason`.
+    pub fn webhook_refused(&self, reason: &str) {
+        self.webhook_refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
             })
