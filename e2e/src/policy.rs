@@ -86,7 +86,7 @@ impl Fixture {
     /// that label. `spec` must not have a selector of its own. The policy is labelled
     /// [`E2E_LABEL`]`=true`, and deleted when the returned guard is dropped.
     pub async fn policy(&self, suffix: &str, spec: Value) -> Result<TestPolicy> {
-        let Value::Object(mut spec) = spec else {
+        let Value::Object(spec) = spec else {
             bail!("a DebugPolicy spec must be an object: {spec}");
         };
         if spec.contains_key("namespaceSelector") {
@@ -98,31 +98,9 @@ impl Fixture {
         }
         let label = namespace_label(self.ns());
         self.label_namespace(&label, SELECTED).await?;
-        spec.insert(
-            "namespaceSelector".to_owned(),
-            json!({"matchLabels": {label: SELECTED}}),
-        );
-
-        let api: Api<DynamicObject> =
-            Api::all_with(self.cluster.client.clone(), &policy_resource());
-        delete_stale(&api).await?;
-        let name = format!("{}-{suffix}", self.ns());
-        let object: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": DebugPolicy::api_version(&()),
-            "kind": DebugPolicy::kind(&()),
-            "metadata": {"name": name, "labels": {E2E_LABEL: "true"}},
-            "spec": spec,
-        }))?;
-        api.create(&PostParams::default(), &object)
+        let selector = json!({"matchLabels": {label: SELECTED}});
+        self.policy_selecting(suffix, selector, Value::Object(spec))
             .await
-            .with_context(|| format!("creating DebugPolicy {name}: is issue 9 deployed?"))?;
-        eprintln!("test policy: {name}");
-        Ok(TestPolicy {
-            name,
-            api,
-            cluster: self.cluster.clone(),
-            deleted: false,
-        })
     }
 
     /// Creates DebugPolicy `<namespace>-<suffix>` with `spec` and namespaceSelector

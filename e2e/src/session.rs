@@ -198,6 +198,19 @@ impl Sessions {
         .await
     }
 
+    /// Removes every finalizer of session `name`, as a cluster admin can (the
+    /// ValidatingAdmissionPolicy lets only holders of the `finalize` verb do it).
+    pub async fn strip_finalizers(&self, name: &str) -> Result<()> {
+        let strip: kube::api::Patch<Value> = kube::api::Patch::Json(serde_json::from_value(
+            serde_json::json!([{"op": "remove", "path": "/metadata/finalizers"}]),
+        )?);
+        self.api
+            .patch(name, &kube::api::PatchParams::default(), &strip)
+            .await
+            .with_context(|| format!("stripping the finalizers of session {name}"))?;
+        Ok(())
+    }
+
     /// Deletes the session and waits until it is gone, i.e. the operator has torn it down
     /// and released its finalizer.
     pub async fn delete_and_wait_gone(&self, name: &str) -> Result<()> {

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, DeleteParams};
+use serde_json::Value;
 use shellcar_e2e::attack;
 use shellcar_e2e::leader::pod_of;
 use shellcar_e2e::wait::{Polled, poll};
@@ -35,14 +35,7 @@ async fn a_debugger_whose_finalizer_was_stripped_is_swept() -> Result<()> {
     let container = f.debug_deployment("lost", WEB, "30m").await?;
 
     // As the cluster admin: strip the finalizer, then delete.
-    let strip: Patch<Value> = Patch::Json(serde_json::from_value(json!([
-        {"op": "remove", "path": "/metadata/finalizers"}
-    ]))?);
-    f.sessions
-        .api
-        .patch("lost", &PatchParams::default(), &strip)
-        .await
-        .context("the cluster admin stripping the finalizer")?;
+    f.sessions.strip_finalizers("lost").await?;
     f.sessions.delete_and_wait_gone("lost").await?;
     let template = f.workloads.template(WEB).await?;
     assert!(

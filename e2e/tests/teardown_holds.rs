@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use shellcar::crd::{Mode, TargetKind};
 use shellcar::naming;
@@ -121,14 +121,7 @@ async fn an_orphaned_ephemeral_debugger_is_stopped_by_the_sweep() -> Result<()> 
     f.sessions.wait_active("lost").await?;
 
     // As the cluster admin: strip the finalizer, then delete. No teardown runs.
-    let strip: Patch<serde_json::Value> = Patch::Json(serde_json::from_value(json!([
-        {"op": "remove", "path": "/metadata/finalizers"}
-    ]))?);
-    f.sessions
-        .api
-        .patch("lost", &PatchParams::default(), &strip)
-        .await
-        .context("the cluster admin stripping the finalizer")?;
+    f.sessions.strip_finalizers("lost").await?;
     f.sessions.delete_and_wait_gone("lost").await?;
     let live = f.workloads.pods.get("web").await?;
     assert!(
