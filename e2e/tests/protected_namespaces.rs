@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shellcar::crd::TargetKind;
 use shellcar_e2e::session::session;
 use shellcar_e2e::workload::{Workloads, nginx_deployment};
-use shellcar_e2e::{Fixture, OPERATOR_NAMESPACE, kubectl};
+use shellcar_e2e::{Fixture, OPERATOR_NAMESPACE, attack, kubectl};
 use tokio::sync::Mutex;
 
 /// One test at a time: one of them has a policy that selects every namespace.
@@ -55,6 +55,7 @@ fn refusal(namespace: &str) -> [String; 2] {
 /// `kubectl apply` of `manifest` in `namespace` as the admin, which must be refused with
 /// a message naming every one of `parts`, and create nothing.
 async fn assert_apply_refused(
+    attack: &str,
     f: &Fixture,
     namespace: &str,
     manifest: &Value,
@@ -64,6 +65,14 @@ async fn assert_apply_refused(
         .as_str()
         .context("the manifest has no name")?;
     let out = kubectl::apply(None, namespace, manifest).await?;
+    let sessions = shellcar_e2e::session::Sessions::new(&f.cluster, namespace);
+    let created = sessions.api.get_opt(name).await?.is_some();
+    attack::record(
+        attack,
+        "refused at kubectl apply, naming the namespace and how to allow it; nothing created",
+        attack::observed(out.status.success(), &out.stderr),
+        !out.status.success() && !created && parts.iter().all(|p| out.stderr.contains(p.as_str())),
+    );
     assert!(
         !out.status.success(),
         "`{}` of session {namespace}/{name} succeeded; it must be refused naming {parts:?}: {out:#?}",
@@ -76,9 +85,8 @@ async fn assert_apply_refused(
             out.stderr
         );
     }
-    let sessions = shellcar_e2e::session::Sessions::new(&f.cluster, namespace);
     assert!(
-        sessions.api.get_opt(name).await?.is_none(),
+        !created,
         "session {namespace}/{name} exists after its refusal"
     );
     Ok(())
@@ -152,7 +160,14 @@ async fn kube_system_needs_a_policy_that_names_it() -> Result<()> {
 
     f.wait_refused_at_admission_in(KUBE_SYSTEM, &manifest, &parts_str)
         .await?;
-    assert_apply_refused(&f, KUBE_SYSTEM, &manifest, &parts).await?;
+    assert_apply_refused(
+        "a cluster admin debugs a Deployment in kube-system with no policy naming it",
+        &f,
+        KUBE_SYSTEM,
+        &manifest,
+        &parts,
+    )
+    .await?;
 
     // Every namespace, kube-system included, but not by name: still refused. It allows
     // what the built-in default allows, so other namespaces lose nothing meanwhile.
@@ -162,7 +177,9 @@ async fn kube_system_needs_a_policy_that_names_it() -> Result<()> {
     everything.wait_ready("True").await?;
     f.wait_refused_at_admission_in(KUBE_SYSTEM, &manifest, &parts_str)
         .await?;
-    assert_apply_refused(&f, KUBE_SYSTEM, &manifest, &parts).await?;
+    assert_apply_refused(
+        "a cluster admin debugs kube-system under a policy that selects every namespace but not kube-system by name",
+        &f, KUBE_SYSTEM, &manifest, &parts).await?;
     everything.delete().await?;
 
     // By name: admitted (a dry run: nothing is changed in kube-system).
@@ -209,7 +226,14 @@ async fn the_operators_own_namespace_is_protected() -> Result<()> {
 
     f.wait_refused_at_admission_in(OPERATOR_NAMESPACE, &manifest, &parts_str)
         .await?;
-    assert_apply_refused(&f, OPERATOR_NAMESPACE, &manifest, &parts).await?;
+    assert_apply_refused(
+        "a cluster admin debugs the operator's own Deployment in its namespace",
+        &f,
+        OPERATOR_NAMESPACE,
+        &manifest,
+        &parts,
+    )
+    .await?;
 
     let after = deployments.get(OPERATOR_DEPLOYMENT).await?;
     assert_eq!(

@@ -16,7 +16,6 @@ use kube::api::{Api, DeleteParams};
 use serde_json::json;
 use shellcar::crd::{Mode, TargetKind};
 use shellcar::naming;
-use shellcar_e2e::Fixture;
 use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE};
 use shellcar_e2e::exec;
 use shellcar_e2e::pod::{
@@ -24,6 +23,7 @@ use shellcar_e2e::pod::{
 };
 use shellcar_e2e::session::session;
 use shellcar_e2e::workload::{as_user, nginx_template, pod_containers, template_containers};
+use shellcar_e2e::{Fixture, attack};
 
 /// The debugger's command: push the watchdog's deadline far out (it reads it from a file
 /// in the debugger's filesystem), replace `sh` (with which the in-image stop runs, through
@@ -96,10 +96,23 @@ async fn an_ephemeral_debugger_that_breaks_its_own_stop_is_stopped_at_its_ttl() 
     );
     assert_eq!(
         running_instance(&after, "nginx"),
-        Some(nginx_before),
+        Some(nginx_before.clone()),
         "the target's processes run on, never restarted"
     );
     let status = expired.status.context("no status")?;
+    attack::record(
+        "the requester moves the Ephemeral debugger's deadline file and replaces its sh, to outlive the ttl",
+        "stopped at the ttl by a stopper from the operator's image; the target runs on",
+        format!(
+            "debugger {}; leftovers: {:?}",
+            ephemeral_states(&after)
+                .get(&container)
+                .map_or("absent", String::as_str),
+            status.leftovers
+        ),
+        ephemeral_terminated(&after, &container)
+            && running_instance(&after, "nginx") == Some(nginx_before.clone()),
+    );
     assert!(
         status
             .leftovers
@@ -142,11 +155,21 @@ async fn an_orphaned_ephemeral_debugger_is_stopped_by_the_sweep() -> Result<()> 
         })
         .await
         .with_context(|| format!("marks left: {:?}", shellcar_marks(&after)))?;
-    assert!(ephemeral_terminated(&after, &container));
     let event = f
         .events
         .wait_for("Pod", "web", "Warning", "OrphanRemoved")
         .await?;
+    attack::record(
+        "a cluster admin strips an Ephemeral session's finalizer and deletes it, stranding its debugger",
+        "the leader's orphan sweep stops the debugger and releases the pod's marks, Event OrphanRemoved",
+        format!(
+            "debugger terminated: {}; Event: {}",
+            ephemeral_terminated(&after, &container),
+            event.message
+        ),
+        ephemeral_terminated(&after, &container) && shellcar_marks(&after).is_empty(),
+    );
+    assert!(ephemeral_terminated(&after, &container));
     assert!(
         event.message.contains("no DebugSession lost exists"),
         "{event:?}"
@@ -224,6 +247,13 @@ async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()
         status.leftovers
     );
     let message = status.message.unwrap_or_default();
+    attack::record(
+        "Sidecar on a ReplicaSet: a pod it keeps still runs the debugger after teardown",
+        "listed in status.leftovers and the message, never reported as removed",
+        &message,
+        status.leftovers.iter().any(|l| l.starts_with(&line))
+            && message.contains("except what status.leftovers lists"),
+    );
     assert!(
         message.contains("except what status.leftovers lists") && message.contains(&line),
         "the message must not say plainly that the debugger was removed: {message}"

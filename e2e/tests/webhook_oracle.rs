@@ -42,7 +42,7 @@ use shellcar_e2e::cluster::is_ready;
 use shellcar_e2e::session::session;
 use shellcar_e2e::wait::{Polled, poll};
 use shellcar_e2e::webhook::STAMP;
-use shellcar_e2e::{Cluster, Fixture, OPERATOR_NAMESPACE, TIMEOUT, kubectl};
+use shellcar_e2e::{Cluster, Fixture, OPERATOR_NAMESPACE, TIMEOUT, attack, kubectl};
 use tokio::net::TcpSocket;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
@@ -375,6 +375,20 @@ async fn what_is_not_a_review_of_a_debug_session_gets_a_client_error_and_no_revi
                 .send_once(pod, method, path, content_type, body)
                 .await
                 .with_context(|| format!("{what} to {pod}"))?;
+            attack::record(
+                &format!("someone on the pod network sends the webhook {what}"),
+                &format!("HTTP {status} and no AdmissionReview"),
+                format!(
+                    "HTTP {} {}",
+                    reply.status,
+                    if reply.is_review() {
+                        "with a review"
+                    } else {
+                        "and no review"
+                    }
+                ),
+                reply.status == status && !reply.is_review(),
+            );
             reply.assert_refused(status, &format!("{what} to {pod}"));
         }
         // The same webhook answers a review of a DebugSession: the refusals above are its
@@ -490,6 +504,18 @@ async fn a_flood_from_one_address_is_refused_while_the_api_server_still_admits_s
             session.metadata
         );
     }
+    attack::record(
+        "someone on the pod network floods the webhook with reviews",
+        "429 with Retry-After past the per-source limit; the API server's creates still admitted",
+        format!(
+            "{} answered, {} limited, {} 429s without Retry-After or with a review, {} other answers",
+            seen.judged,
+            seen.limited,
+            seen.bad_429.len(),
+            seen.other.len()
+        ),
+        seen.limited > 0 && seen.bad_429.is_empty() && seen.other.is_empty(),
+    );
     assert!(
         seen.limited > 0,
         "no 429 in a flood of {} requests from {SOURCE} ({} judged)",
