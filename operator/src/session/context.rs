@@ -142,7 +142,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The key that checks each session's admission stamp ([`crate::rules::stamp`]).
     pub stamp: Key,
-    /// Recent answers of SubjectAccessReviews, so that a settled session costs none.
+    /// Recent answers of SubjectAccessReviews, reused for [`ACCESS_CACHE_TTL`]: a settled
+    /// session's recheck (about once a minute) asks again only past that.
     pub access: AccessCache,
     /// Consecutive failures per session, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<DebugSession>, u32>>,
