@@ -6,7 +6,8 @@
 //! - an Ephemeral debugger whose session's finalizer a cluster admin stripped is stopped
 //!   and its marks released by the leader's periodic orphan sweep;
 //! - a Sidecar debugger on a ReplicaSet, which never replaces its pods by itself, is
-//!   reported as left behind in status and a Warning Event, never as removed.
+//!   reported as left behind in status and a Warning Event, never as removed; with
+//!   `teardown.sidecar: Recycle` it is evicted and replaced from the restored template.
 
 use anyhow::{Context as _, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -14,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
-use shellcar::crd::{Mode, TargetKind};
+use shellcar::crd::{Mode, SidecarTeardown, TargetKind};
 use shellcar::naming;
 use shellcar_e2e::cluster::{OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE};
 use shellcar_e2e::exec;
@@ -184,9 +185,15 @@ async fn template(sets: &Api<ReplicaSet>) -> Result<serde_json::Value> {
     Ok(serde_json::to_value(template)?)
 }
 
-#[tokio::test]
-async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()> {
-    let f = Fixture::new("rs-left").await?;
+/// A ReplicaSet `web` of one nginx pod in `f`'s namespace, and a Sidecar session `name`
+/// on it (ttl 90 s, teardown.sidecar `teardown`) whose debugger runs in the pod that
+/// replaced the first one (the ReplicaSet never replaces pods by itself). Returns the
+/// ReplicaSets' Api, the template before the session, the debugged pod and the debugger.
+async fn replica_set_debugged(
+    f: &Fixture,
+    name: &str,
+    teardown: SidecarTeardown,
+) -> Result<(Api<ReplicaSet>, serde_json::Value, Pod, String)> {
     let sets: Api<ReplicaSet> = Api::namespaced(f.cluster.client.clone(), f.ns());
     let rs: ReplicaSet = serde_json::from_value(json!({
         "apiVersion": "apps/v1",
@@ -205,13 +212,14 @@ async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()
         .await?;
     let template_before = template(&sets).await?;
 
-    let mut request = session("left", TargetKind::ReplicaSet, "web", "90s")?;
+    let mut request = session(name, TargetKind::ReplicaSet, "web", "90s")?;
     request.spec.mode = Mode::Sidecar;
+    request.spec.teardown.sidecar = teardown;
     f.sessions.create(&request).await?;
-    let container = naming::container_name("left");
+    let container = naming::container_name(name);
     // The ReplicaSet takes the new template only for new pods: replace the one it has.
     f.sessions
-        .wait("left", "the debugger in the ReplicaSet's template", |s| {
+        .wait(name, "the debugger in the ReplicaSet's template", |s| {
             s.status.as_ref().is_some_and(|st| st.mode.is_some())
         })
         .await?;
@@ -230,14 +238,23 @@ async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()
             pod_containers(p).contains(&container)
         })
         .await?;
-    f.sessions.wait_active("left").await?;
+    f.sessions.wait_active(name).await?;
+    let pod = debugged.into_iter().next().context("no debugged pod")?;
+    Ok((sets, template_before, pod, container))
+}
+
+#[tokio::test]
+async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()> {
+    let f = Fixture::new("rs-left").await?;
+    let (sets, template_before, debugged, container) =
+        replica_set_debugged(&f, "left", SidecarTeardown::Leave).await?;
 
     let expired = f.sessions.wait_expired("left").await?;
     // The template is restored; the pod the ReplicaSet keeps still runs the debugger, and
     // status and Events say so.
     let template_after = template(&sets).await?;
     assert_eq!(template_after, template_before, "the template is restored");
-    let pod = f.workloads.pods.get(&debugged[0].name_any()).await?;
+    let pod = f.workloads.pods.get(&debugged.name_any()).await?;
     assert!(pod_containers(&pod).contains(&container));
     let status = expired.status.context("no status")?;
     let line = format!("pod {} still runs the debugger {container}", pod.name_any());
@@ -263,5 +280,38 @@ async fn sidecar_pods_a_replicaset_keeps_are_reported_left_behind() -> Result<()
         .wait_for("DebugSession", "left", "Warning", "LeftBehind")
         .await?;
     assert!(event.message.contains(&line), "{event:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sidecar_recycle_evicts_the_pods_a_replicaset_keeps() -> Result<()> {
+    let f = Fixture::new("rs-recycle").await?;
+    let (sets, template_before, debugged, container) =
+        replica_set_debugged(&f, "recycled", SidecarTeardown::Recycle).await?;
+
+    let expired = f.sessions.wait_expired("recycled").await?;
+    assert_eq!(
+        template(&sets).await?,
+        template_before,
+        "the template is restored"
+    );
+    let status = expired.status.context("no status")?;
+    let line = format!(
+        "pod {} was evicted to drop the debugger {container}",
+        debugged.name_any()
+    );
+    assert!(
+        status.leftovers.iter().any(|l| l.starts_with(&line)),
+        "leftovers: {:?}",
+        status.leftovers
+    );
+    // The ReplicaSet replaces it from the restored template: no debugger anywhere.
+    let replaced = f
+        .workloads
+        .wait_pods("app=web", 1, "replaced without the debugger", |p: &Pod| {
+            !pod_containers(p).contains(&container) && p.uid() != debugged.uid()
+        })
+        .await?;
+    assert_eq!(pod_containers(&replaced[0]), ["nginx"]);
     Ok(())
 }

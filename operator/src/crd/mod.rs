@@ -269,6 +269,24 @@ pub struct Teardown {
     /// controller owns.
     #[serde(default)]
     pub ephemeral: EphemeralTeardown,
+
+    /// Sidecar mode, for a workload that does not replace its pods when its template
+    /// changes (a ReplicaSet, an `OnDelete` StatefulSet or DaemonSet): pods that still run
+    /// the debugger once the template is restored are listed in `status.leftovers` (Leave,
+    /// the default), or evicted through the Eviction API, respecting PodDisruptionBudgets,
+    /// so that the workload replaces them from the restored template (Recycle). A paused
+    /// Deployment's pods are never evicted: its ReplicaSet would bring the debugger back.
+    #[serde(default)]
+    pub sidecar: SidecarTeardown,
+}
+
+/// What happens to a pod that still runs a Sidecar debugger after its template is
+/// restored.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SidecarTeardown {
+    #[default]
+    Leave,
+    Recycle,
 }
 
 /// What happens to a pod whose ephemeral debugger was stopped.

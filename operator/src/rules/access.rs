@@ -2,7 +2,9 @@
 //! the verb `debug` on its target (Delegated), or either, as the policy that admits it
 //! says. Asking the API server whether the requester holds them is [`crate::k8s::access`].
 
-use crate::crd::{Access, DebugSessionSpec, EphemeralTeardown, Mode, Resolved, TargetKind};
+use crate::crd::{
+    Access, DebugSessionSpec, EphemeralTeardown, Mode, Resolved, SidecarTeardown, TargetKind,
+};
 use crate::k8s::access::{Check, Permission};
 
 /// Plural resource name of a target kind, and its API group.
@@ -59,7 +61,8 @@ pub fn delegated(spec: &DebugSessionSpec, namespace: &str) -> Vec<Check> {
 /// The permissions a session in `namespace` needs from its requester to do it directly,
 /// in resolved mode `mode`.
 ///
-/// - Sidecar: `patch` on the workload, by name;
+/// - Sidecar: `patch` on the workload, by name, and `create` on `pods/eviction` when
+///   `teardown.sidecar` is Recycle;
 /// - Ephemeral: `patch` on `pods/ephemeralcontainers` (by name for a Pod target, else on
 ///   every pod, as the pods are chosen later), and `create` on `pods/eviction` when
 ///   `teardown.ephemeral` is Recycle;
@@ -86,6 +89,12 @@ pub fn checks(spec: &DebugSessionSpec, mode: Resolved, namespace: &str) -> Vec<C
                 permission: permission("patch", group, resource, None, Some(target.name.clone())),
                 needed_by: by_mode,
             });
+            if spec.teardown.sidecar == SidecarTeardown::Recycle {
+                out.push(Check {
+                    permission: permission("create", "", "pods", Some("eviction"), None),
+                    needed_by: "teardown.sidecar Recycle".to_owned(),
+                });
+            }
         }
         Resolved::Ephemeral => {
             out.push(Check {

@@ -36,6 +36,22 @@ fn sidecar_needs_patch_on_that_workload() {
 }
 
 #[test]
+fn sidecar_recycle_needs_eviction_in_the_namespace() {
+    let checks = checks(
+        &spec("{target: {kind: ReplicaSet, name: app}, teardown: {sidecar: Recycle}}"),
+        Resolved::Sidecar,
+        "shop",
+    );
+    assert_eq!(
+        described(&checks),
+        [
+            "patch replicasets.apps \"app\" (mode Sidecar)",
+            "create pods/eviction (teardown.sidecar Recycle)"
+        ]
+    );
+}
+
+#[test]
 fn ephemeral_needs_the_subresource_and_recycle_needs_eviction() {
     let pod = spec("{target: {kind: Pod, name: web-1}, teardown: {ephemeral: Recycle}}");
     assert_eq!(

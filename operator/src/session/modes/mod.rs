@@ -15,7 +15,7 @@ pub mod sidecar;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject, EvictParams, ListParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
@@ -310,7 +310,10 @@ pub async fn teardown(
     for (kind, name) in workloads {
         let seen = sidecar::teardown(client, cached, ns, kind, name, &manager).await?;
         if let Some(workload) = seen {
-            leftovers.extend(sidecar_leftovers(client, cached, ns, &workload, &container).await?);
+            let recycle = ending == Ending::Done
+                && session.spec.teardown.sidecar == crate::crd::SidecarTeardown::Recycle;
+            let left = sidecar_leftovers(client, cached, ns, &workload, &container, recycle);
+            leftovers.extend(left.await?);
         }
     }
     if sidecar_only(session) {
@@ -339,20 +342,47 @@ pub async fn teardown(
 }
 
 /// The pods of `workload` that still run debugger `container` once its template is
-/// restored, where the workload does not replace them by itself ([`sidecar::leftovers`]).
-/// Pods are listed only for such workloads.
+/// restored, where the workload does not replace them by itself ([`sidecar::leftovers`]):
+/// with `recycle`, evicted where their controller replaces them from the restored
+/// template. Pods are listed only for such workloads.
 async fn sidecar_leftovers(
     client: &Client,
     cached: &Workloads,
     ns: &str,
     workload: &workload::Workload,
     container: &str,
+    recycle: bool,
 ) -> Result<Vec<String>, Error> {
     if workload.rollout == workload::Rollout::Automatic {
         return Ok(Vec::new());
     }
     let pods = workload_pods(client, Some(&cached.replica_sets), ns, workload).await?;
-    Ok(sidecar::leftovers(workload, &pods, container))
+    if !recycle || workload.rollout != workload::Rollout::OnDelete {
+        return Ok(sidecar::leftovers(workload, &pods, container));
+    }
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut lines = Vec::new();
+    for pod in sidecar::carrying(&pods, container) {
+        let name = pod.name_any();
+        match api.evict(&name, &EvictParams::default()).await {
+            Ok(_) => lines.push(format!(
+                "pod {name} was evicted to drop the debugger {container}: {} {} replaces it from the restored template",
+                workload.kind, workload.name
+            )),
+            Err(e) if ApiError::of(&e) == ApiError::NotFound => {}
+            // A PodDisruptionBudget or the API server said no: the pod stays, and says so.
+            Err(e) => {
+                let why = match &e {
+                    kube::Error::Api(status) => status.message.clone(),
+                    other => other.to_string(),
+                };
+                lines.push(format!(
+                    "pod {name} still runs the debugger {container}: evicting it was refused ({why})"
+                ));
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// The owners of the pods whose ephemeral debugger `debugged` a session's teardown may

@@ -344,6 +344,17 @@ pub async fn teardown(
     Ok(Some(workload))
 }
 
+/// The pods among `pods` that run debugger `container` and are not on their way out.
+pub fn carrying<'a>(pods: &'a [Pod], container: &'a str) -> impl Iterator<Item = &'a Pod> {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(move |p| {
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.containers.iter().any(|c| c.name == container))
+        })
+}
+
 /// What status and Events say about pods of `workload` that still run debugger
 /// `container` after its template was restored, because the workload does not replace
 /// them by itself: a ReplicaSet, an `OnDelete` StatefulSet or DaemonSet, a paused
@@ -361,13 +372,7 @@ pub fn leftovers(workload: &Workload, pods: &[Pod], container: &str) -> Vec<Stri
             workload.name
         ),
     };
-    pods.iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.spec
-                .as_ref()
-                .is_some_and(|s| s.containers.iter().any(|c| c.name == container))
-        })
+    carrying(pods, container)
         .map(|p| {
             format!(
                 "pod {} still runs the debugger {container}: {why}",
